@@ -1,0 +1,123 @@
+"""Batched full ranking: score every item for every evaluated user, mask, take the top K."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from sslrec.data.interactions import Interactions
+from sslrec.evaluation.metrics import METRICS
+
+
+def top_k(
+    user_emb: torch.Tensor,
+    item_emb: torch.Tensor,
+    users: np.ndarray,
+    exclude: sp.csr_matrix,
+    k: int,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Top-``k`` items per user by inner product, with ``exclude``'s items masked out.
+
+    Each batch's ``[B, I]`` score block is freed before the next one is computed, so peak memory
+    is one block plus the top-k results.
+
+    Args:
+        user_emb: ``[U, d]`` user representations.
+        item_emb: ``[I, d]`` item representations.
+        users: ``[n]`` int64 users to rank for.
+        exclude: ``[U, I]`` CSR of items never recommended to a user (train, and valid at test).
+        k: cut-off.
+        batch_size: users per score block.
+
+    Returns:
+        ``[n, k]`` int64 item ids, best first, on ``item_emb``'s device.
+    """
+    device = item_emb.device
+    item_t = item_emb.t().contiguous()
+    sub = exclude[users]
+    indptr = torch.from_numpy(sub.indptr.astype(np.int64))
+    cols = torch.from_numpy(sub.indices.astype(np.int64))
+    out = torch.empty(len(users), k, dtype=torch.int64, device=device)
+    users_t = torch.from_numpy(users).to(device)
+    for start in range(0, len(users), batch_size):
+        stop = min(start + batch_size, len(users))
+        scores = user_emb[users_t[start:stop]] @ item_t
+        lo, hi = int(indptr[start]), int(indptr[stop])
+        rows = torch.repeat_interleave(
+            torch.arange(stop - start), indptr[start + 1 : stop + 1] - indptr[start:stop]
+        )
+        scores[rows.to(device), cols[lo:hi].to(device)] = -torch.inf
+        out[start:stop] = torch.topk(scores, k, dim=1, sorted=True).indices
+        del scores
+    return out
+
+
+def hit_matrix(ranked: torch.Tensor, users: np.ndarray, target: sp.csr_matrix) -> torch.Tensor:
+    """``[n, k]`` float: 1 where ``ranked[j, r]`` is in ``target``'s row ``users[j]``."""
+    n_items = target.shape[1]
+    coo = target.tocoo()
+    keys = torch.from_numpy(np.sort(coo.row.astype(np.int64) * n_items + coo.col))
+    cand = (torch.from_numpy(users)[:, None] * n_items + ranked.cpu()).reshape(-1)
+    pos = torch.searchsorted(keys, cand).clamp(max=len(keys) - 1)
+    return (keys[pos] == cand).reshape(ranked.shape).to(torch.float32)
+
+
+class Evaluator:
+    """Full-ranking evaluation of a dataset's valid or test split.
+
+    Users evaluated on a split are those with at least one item in it and at least one train
+    item (:meth:`Interactions.eval_users`). On ``valid`` the train items are masked; on ``test``
+    the train and valid items are.
+
+    Args:
+        data: the dataset.
+        ks: cut-offs, e.g. ``[10, 20, 50]``.
+        metrics: names from :data:`sslrec.evaluation.metrics.METRICS`.
+        batch_size: users per score block.
+    """
+
+    def __init__(
+        self,
+        data: Interactions,
+        ks: Sequence[int] = (10, 20, 50),
+        metrics: Sequence[str] = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map"),
+        batch_size: int = 1024,
+    ) -> None:
+        unknown = set(metrics) - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {sorted(METRICS)}")
+        self.data = data
+        self.ks = sorted(int(k) for k in ks)
+        self.metrics = list(metrics)
+        self.batch_size = batch_size
+        self._exclude = {"valid": data.train, "test": (data.train + data.valid).tocsr()}
+
+    def evaluate(
+        self, user_emb: torch.Tensor, item_emb: torch.Tensor, split: str
+    ) -> dict[str, float]:
+        """Mean metrics over the split's users, keyed like ``recall@20``."""
+        if split not in self._exclude:
+            raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
+        users = self.data.eval_users(split)
+        if len(users) == 0:
+            raise ValueError(f"{self.data.name}: no user has items in the {split} split")
+        target = getattr(self.data, split)
+        ranked = top_k(
+            user_emb, item_emb, users, self._exclude[split], self.ks[-1], self.batch_size
+        )
+        hits = hit_matrix(ranked, users, target)
+        n_rel = torch.from_numpy(np.diff(target.indptr)[users].astype(np.float32))
+        out: dict[str, float] = {}
+        for name in self.metrics:
+            for k in self.ks:
+                out[f"{name}@{k}"] = float(METRICS[name](hits, n_rel, k).mean())
+        return out
+
+    def most_popular(self, split: str) -> dict[str, float]:
+        """Metrics of ranking every user's unseen items by training popularity."""
+        pop = torch.from_numpy(np.asarray(self.data.train.sum(0)).ravel().astype(np.float32))
+        return self.evaluate(torch.ones(self.data.n_users, 1), pop[:, None], split)

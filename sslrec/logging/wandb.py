@@ -1,0 +1,75 @@
+"""Weights & Biases logging; it never hangs or fails a run."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class WandbLogger:
+    """Logs records and the summary to wandb.
+
+    Args:
+        mode: ``offline`` (default; sync later with ``wandb sync``), ``online`` or ``disabled``.
+            Always explicit: an unset mode with an API key present can block for minutes.
+        project, entity, group, name, tags, notes: run metadata.
+        run_config: the resolved run configuration (a plain dict).
+        dir: where wandb writes its files (the run directory).
+        init_timeout: seconds ``wandb.init`` may take before the run goes on without wandb.
+    """
+
+    def __init__(
+        self,
+        mode: str = "offline",
+        project: str = "sslrec",
+        entity: str | None = None,
+        group: str | None = None,
+        name: str | None = None,
+        tags: list[str] | None = None,
+        notes: str | None = None,
+        run_config: dict[str, Any] | None = None,
+        dir: str | None = None,
+        init_timeout: float = 30.0,
+    ) -> None:
+        if mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
+        self.run = None
+        try:
+            import wandb
+
+            self.run = wandb.init(
+                mode=mode,
+                project=project,
+                entity=entity,
+                group=group,
+                name=name,
+                tags=list(tags or []),
+                notes=notes,
+                config=run_config,
+                dir=dir,
+                reinit="finish_previous",
+                settings=wandb.Settings(init_timeout=init_timeout, console="off", silent=True),
+            )
+        except Exception as exc:  # a dashboard problem must not cost the run
+            log.warning("wandb disabled for this run, local logs continue: %s", exc)
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.run is not None:
+            flat = {k: v for k, v in record.items() if k != "metrics"}
+            split = record.get("split", "eval")
+            flat.update({f"{split}/{k}": v for k, v in record.get("metrics", {}).items()})
+            self.run.log(flat, step=int(record.get("epoch", 0)))
+
+    def summary(self, results: dict[str, Any]) -> None:
+        if self.run is not None:
+            for split in ("valid", "test"):
+                for key, value in (results.get(split) or {}).items():
+                    self.run.summary[f"best/{split}/{key}"] = value
+            self.run.summary["best_epoch"] = results.get("best_epoch")
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None

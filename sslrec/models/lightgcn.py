@@ -1,0 +1,92 @@
+"""LightGCN (He et al., SIGIR 2020) over a fixed normalised adjacency."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from sslrec.graph import symmetric_spmm
+from sslrec.losses import L2Reg
+from sslrec.models.base import Recommender
+
+
+def combine_layers(layers: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+    """``Σ_k w_k E^(k)`` over ``layers`` (each ``[N, d]``) with ``weights`` ``[K+1]``."""
+    out = layers[0] * weights[0] if weights[0] != 0 else torch.zeros_like(layers[0])
+    for w, e in zip(weights[1:], layers[1:], strict=True):
+        if w != 0:
+            out = out + w * e
+    return out
+
+
+def layer_mean_weights(
+    num_layers: int, include_layer0: bool = True, weights: Sequence[float] | None = None
+) -> torch.Tensor:
+    """``[K+1]`` weights of layers ``0..K`` in the final representation.
+
+    ``weights`` given explicitly win; otherwise a uniform mean over layers ``0..K``
+    (``include_layer0``, LightGCN/SGL) or over ``1..K`` (SimGCL/XSimGCL).
+    """
+    if weights is not None:
+        if len(weights) != num_layers + 1:
+            raise ValueError(f"layer_weights needs {num_layers + 1} values, got {len(weights)}")
+        return torch.tensor(list(weights), dtype=torch.float32)
+    if num_layers == 0 and not include_layer0:
+        raise ValueError("num_layers=0 needs include_layer0=true")
+    w = torch.full((num_layers + 1,), 1.0)
+    if not include_layer0:
+        w[0] = 0.0
+    return w / w.sum()
+
+
+class LightGCN(Recommender):
+    """LightGCN: ``E^(k+1) = Â E^(k)``, final ``E = Σ_k w_k E^(k)``.
+
+    Args:
+        n_users, n_items, embedding_dim, reg, bpr_reduction: see :class:`Recommender`.
+        adjacency: ``[U+I, U+I]`` symmetric normalised adjacency (sparse CSR).
+        num_layers: ``K``.
+        include_layer0: whether the mean includes the ego embeddings ``E^(0)``.
+        layer_weights: explicit ``[K+1]`` weights (overrides ``include_layer0``).
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        adjacency: torch.Tensor,
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        include_layer0: bool = True,
+        layer_weights: Sequence[float] | None = None,
+        reg: L2Reg | None = None,
+        bpr_reduction: str = "mean",
+    ) -> None:
+        super().__init__(n_users, n_items, embedding_dim, reg, bpr_reduction)
+        self.num_layers = num_layers
+        self.register_buffer(
+            "weights",
+            layer_mean_weights(num_layers, include_layer0, layer_weights),
+            persistent=False,
+        )
+        self.adjacency = adjacency
+
+    def _apply(self, fn, recurse=True):  # keep the sparse adjacency on the module's device
+        super()._apply(fn, recurse)
+        self.adjacency = fn(self.adjacency)
+        return self
+
+    def layers(self, adjacency: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``[E^(0), ..., E^(K)]``, each ``[U+I, d]``, propagated over ``adjacency``."""
+        adj = self.adjacency if adjacency is None else adjacency
+        x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        out = [x]
+        for _ in range(self.num_layers):
+            x = symmetric_spmm(adj, x)
+            out.append(x)
+        return out
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        final = combine_layers(self.layers(), self.weights)
+        return final[: self.n_users], final[self.n_users :]

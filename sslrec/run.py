@@ -1,0 +1,136 @@
+"""One run: config → data → model → fit → test → ``results.json``/``embeddings.npz``.
+
+This is the only module that reads the composed Hydra config; everything below it receives
+plain arguments or typed dataclasses.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from sslrec.data import DatasetSpec, load_dataset, split_validation
+from sslrec.evaluation import Evaluator
+from sslrec.graph import normalized_adjacency
+from sslrec.train import Trainer, TrainerConfig, save_json, seed_everything
+from sslrec.train.checkpoint import save_bytes, save_text
+
+log = logging.getLogger("sslrec")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def run_name(cfg: DictConfig) -> str:
+    """Short run label: ``model-dataset-sSEED``."""
+    model = get_class(cfg.model._target_).__name__.lower()
+    return f"{model}-{cfg.dataset.name}-s{cfg.seed}"
+
+
+def build_model(cfg: DictConfig, n_users: int, n_items: int, adjacency: torch.Tensor):
+    """Instantiate ``cfg.model``, giving the adjacency to the models whose signature takes it."""
+    kwargs: dict[str, Any] = {"n_users": n_users, "n_items": n_items}
+    if "adjacency" in inspect.signature(get_class(cfg.model._target_)).parameters:
+        kwargs["adjacency"] = adjacency
+    return instantiate(cfg.model, **kwargs)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    save_bytes(buf.getvalue(), path)
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Test metrics as rows; the model and each baseline as columns."""
+    columns = {"model": results["test"]} | results.get("baselines", {})
+    lines = [f"{'test':<14}" + "".join(f"{name:>14}" for name in columns)]
+    for key in results["test"]:
+        lines.append(
+            f"{key:<14}" + "".join(f"{m.get(key, float('nan')):>14.4f}" for m in columns.values())
+        )
+    lines.append(
+        f"protocol: {results['protocol']}\nbest epoch {results['best_epoch']} of "
+        f"{results['epochs_run']}; {results['seconds']:.1f}s "
+        f"({results['seconds_per_epoch']:.2f}s/epoch train, "
+        f"{results['seconds_per_eval']:.2f}s/eval)"
+    )
+    return "\n".join(lines)
+
+
+def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Execute one configured run and write its outputs into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    save_text(OmegaConf.to_yaml(cfg, resolve=True), out / "config.yaml")
+    seed_everything(cfg.seed)
+    data = load_dataset(DatasetSpec(**OmegaConf.to_container(cfg.dataset, resolve=True)))
+    trainer_cfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    if trainer_cfg.protocol == "validation" and data.valid.nnz == 0:
+        data = split_validation(data, cfg.valid_fraction, cfg.split_seed)
+        log.info(
+            "validation split carved from train (fraction %s, seed %s)",
+            cfg.valid_fraction,
+            cfg.split_seed,
+        )
+    elif trainer_cfg.protocol == "paper":
+        log.warning("protocol=paper: the model is SELECTED ON THE TEST SPLIT, as the papers did")
+    device = _device(cfg.device)
+    users, items = (torch.from_numpy(a).to(device) for a in data.train_pairs())
+    adjacency = normalized_adjacency(users, items, data.n_users, data.n_items)
+    model = build_model(cfg, data.n_users, data.n_items, adjacency).to(device)
+    evaluator = Evaluator(
+        data, ks=list(cfg.eval.ks), metrics=list(cfg.eval.metrics), batch_size=cfg.eval.batch_size
+    )
+    logger = instantiate(
+        cfg.logger,
+        run_config=OmegaConf.to_container(cfg, resolve=True),
+        dir=str(out),
+        name=run_name(cfg),
+        _recursive_=False,
+    )
+    trainer = Trainer(model, data, evaluator, trainer_cfg, out, seed=cfg.seed, logger=logger)
+    try:
+        results = trainer.fit()
+        t0 = time.perf_counter()
+        results["baselines"] = {"most_popular": evaluator.most_popular("test")}
+        evals = _records(out / "metrics.jsonl")
+        results["seconds_per_epoch"] = float(
+            np.mean([r["train_seconds"] for r in evals]) if evals else 0.0
+        )
+        results["seconds_per_eval"] = float(
+            np.mean([r["eval_seconds"] for r in evals]) if evals else time.perf_counter() - t0
+        )
+        results["dataset"] = data.stats() | {"name": data.name}
+        results["total_seconds"] = time.perf_counter() - t_start
+        user_emb, item_emb = model.embeddings()
+        _save_npz(out / "embeddings.npz", user=user_emb.cpu().numpy(), item=item_emb.cpu().numpy())
+        save_json(results, out / "results.json")
+        logger.summary(results)
+    finally:
+        logger.finish()
+    print(format_table(results))
+    print(f"outputs in {out}")
+    return results
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
