@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from sslrec.losses import L2Reg, bpr_loss
@@ -49,8 +50,9 @@ class Recommender(nn.Module):
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(users [U, d], items [I, d])`` for ranking, without gradient tracking."""
-        return self.propagate()
+        """``(users [U, d], items [I, d])`` for ranking, detached from the graph."""
+        users, items = self.propagate()
+        return users.detach(), items.detach()
 
     def loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
@@ -64,7 +66,13 @@ class Recommender(nn.Module):
             ``{"bpr", "reg", "total"}`` scalar tensors.
         """
         user_all, item_all = self.propagate()
-        u, p, n = user_all[users], item_all[pos], item_all[neg]
+        # F.embedding, not user_all[users]: indexing's CPU backward (index_put_ with
+        # accumulate) sums duplicate rows in a thread-dependent order; this one is deterministic.
+        u, p, n = (
+            F.embedding(users, user_all),
+            F.embedding(pos, item_all),
+            F.embedding(neg, item_all),
+        )
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1), self.bpr_reduction)
         reg = self.reg_loss(users, pos, neg, (u, p, n))
         return {"bpr": bpr, "reg": reg, "total": bpr + reg}

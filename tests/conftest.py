@@ -1,0 +1,32 @@
+"""Shared fixtures: the bundled lastfm with a validation split, and a tiny custom dataset."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sslrec.data import DatasetSpec, load_dataset, split_validation
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def lastfm():
+    data = load_dataset(DatasetSpec(name="lastfm", n_users=1892, n_items=4489))
+    return split_validation(data, 0.1, seed=0)
+
+
+@pytest.fixture
+def tiny_dataset_dir(tmp_path: Path) -> Path:
+    """A 40-user, 60-item dataset in LightGCN format: ``train.txt`` and ``test.txt``."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    train_lines, test_lines = [], []
+    for u in range(40):
+        items = rng.choice(60, size=8, replace=False)
+        train_lines.append(" ".join(map(str, [u, *items[:6]])))
+        test_lines.append(" ".join(map(str, [u, *items[6:]])))
+    (folder / "train.txt").write_text("\n".join(train_lines) + "\n")
+    (folder / "test.txt").write_text("\n".join(test_lines) + "\n")
+    return folder
