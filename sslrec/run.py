@@ -120,7 +120,11 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         results["dataset"] = data.stats() | {"name": data.name}
         results["total_seconds"] = time.perf_counter() - t_start
         user_emb, item_emb = model.embeddings()
-        _save_npz(out / "embeddings.npz", user=user_emb.cpu().numpy(), item=item_emb.cpu().numpy())
+        arrays = {"user": user_emb.cpu().numpy(), "item": item_emb.cpu().numpy()}
+        if data.id_map is not None:  # triples input: row k belongs to raw id raw_*_id[k]
+            arrays["user_raw_id"] = np.asarray(data.id_map.raw_users())
+            arrays["item_raw_id"] = np.asarray(data.id_map.raw_items())
+        _save_npz(out / "embeddings.npz", **arrays)
         save_json(results, out / "results.json")
         logger.summary(results)
     finally:

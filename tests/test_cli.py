@@ -16,7 +16,10 @@ from sslrec.evaluation import Evaluator
 def run_cli(cwd, *overrides):
     proc = subprocess.run(
         [sys.executable, "-m", "sslrec", *overrides],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
@@ -26,8 +29,14 @@ def run_cli(cwd, *overrides):
 def test_contract_on_custom_dataset(tmp_path, tiny_dataset_dir, model):
     out = tmp_path / "run"
     proc = run_cli(
-        tmp_path, "dataset=custom", f"dataset.path={tiny_dataset_dir}", f"model={model}",
-        "trainer.epochs=3", "trainer.eval_every=1", "seed=3", f"hydra.run.dir={out}",
+        tmp_path,
+        "dataset=custom",
+        f"dataset.path={tiny_dataset_dir}",
+        f"model={model}",
+        "trainer.epochs=3",
+        "trainer.eval_every=1",
+        "seed=3",
+        f"hydra.run.dir={out}",
         "logger=none",
     )
     assert "recall@20" in proc.stdout and "most_popular" in proc.stdout
@@ -45,8 +54,11 @@ def test_contract_on_custom_dataset(tmp_path, tiny_dataset_dir, model):
     assert emb["user"].shape == (40, 64) and emb["item"].shape == (60, 64)
 
     # anyone can recompute the test metrics from the exported embeddings
-    data = split_validation(load_dataset(DatasetSpec(name="custom", path=str(tiny_dataset_dir))),
-                            cfg["valid_fraction"], cfg["split_seed"])
+    data = split_validation(
+        load_dataset(DatasetSpec(name="custom", path=str(tiny_dataset_dir))),
+        cfg["valid_fraction"],
+        cfg["split_seed"],
+    )
     again = Evaluator(data).evaluate(
         torch.from_numpy(emb["user"]), torch.from_numpy(emb["item"]), "test"
     )
@@ -56,8 +68,13 @@ def test_contract_on_custom_dataset(tmp_path, tiny_dataset_dir, model):
 def test_wandb_offline_logger_does_not_block(tmp_path, tiny_dataset_dir):
     out = tmp_path / "run"
     run_cli(
-        tmp_path, "dataset=custom", f"dataset.path={tiny_dataset_dir}", "trainer.epochs=1",
-        f"hydra.run.dir={out}", "logger=wandb", "logger.mode=offline",
+        tmp_path,
+        "dataset=custom",
+        f"dataset.path={tiny_dataset_dir}",
+        "trainer.epochs=1",
+        f"hydra.run.dir={out}",
+        "logger=wandb",
+        "logger.mode=offline",
     )
     assert list((out / "wandb").glob("offline-run-*"))
     assert (out / "results.json").exists()
@@ -66,9 +83,39 @@ def test_wandb_offline_logger_does_not_block(tmp_path, tiny_dataset_dir):
 def test_bad_input_fails_with_file_and_line(tmp_path, tiny_dataset_dir):
     (tiny_dataset_dir / "test.txt").write_text("0 1\n1 x\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "sslrec", "dataset=custom", f"dataset.path={tiny_dataset_dir}",
-         "logger=none", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "sslrec",
+            "dataset=custom",
+            f"dataset.path={tiny_dataset_dir}",
+            "logger=none",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode != 0
     assert f"{tiny_dataset_dir / 'test.txt'}:2" in proc.stderr + proc.stdout
+
+
+def test_triples_dataset_exports_raw_ids(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "csv"
+    folder.mkdir()
+    train, test = [], []
+    for u in range(30):
+        items = rng.choice(70, size=7, replace=False)
+        train += [f"user{u},artist{i},5,{1000 + k}" for k, i in enumerate(items[:5])]
+        test += [f"user{u},artist{i},4,{2000 + k}" for k, i in enumerate(items[5:])]
+    (folder / "train.txt").write_text("\n".join(train) + "\n")
+    (folder / "test.txt").write_text("\n".join(test) + "\n")
+    out = tmp_path / "run"
+    run_cli(tmp_path, "dataset=custom", f"dataset.path={folder}", "dataset.format=triples",
+            "trainer.epochs=1", f"hydra.run.dir={out}", "logger=none")
+    emb = np.load(out / "embeddings.npz")
+    assert emb["user"].shape[0] == len(emb["user_raw_id"]) == 30
+    assert emb["user_raw_id"][0] == "user0"
+    assert set(emb["item_raw_id"]) == {line.split(",")[1] for line in train + test}

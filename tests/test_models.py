@@ -35,8 +35,9 @@ def test_layer_weights():
 def test_lightgcn_propagation_matches_reference(tiny, include0, weights):
     ut, it, adj = tiny
     torch.manual_seed(0)
-    model = LightGCN(6, 8, adj, embedding_dim=4, num_layers=3, include_layer0=include0,
-                     layer_weights=weights)
+    model = LightGCN(
+        6, 8, adj, embedding_dim=4, num_layers=3, include_layer0=include0, layer_weights=weights
+    )
     e = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach()
     layers = [e]
     for _ in range(3):

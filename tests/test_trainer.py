@@ -14,10 +14,12 @@ from sslrec.train import Trainer, TrainerConfig, seed_everything
 def make_trainer(data, out_dir, seed=1, **overrides):
     seed_everything(seed)
     u, i = (torch.from_numpy(a) for a in data.train_pairs())
-    model = LightGCN(data.n_users, data.n_items, normalized_adjacency(u, i, data.n_users,
-                                                                      data.n_items))
-    cfg = TrainerConfig(**{"epochs": 6, "eval_every": 2, "patience": 10, "progress": False}
-                        | overrides)
+    model = LightGCN(
+        data.n_users, data.n_items, normalized_adjacency(u, i, data.n_users, data.n_items)
+    )
+    cfg = TrainerConfig(
+        **{"epochs": 6, "eval_every": 2, "patience": 10, "progress": False} | overrides
+    )
     return Trainer(model, data, Evaluator(data, ks=(20,)), cfg, out_dir, seed=seed)
 
 

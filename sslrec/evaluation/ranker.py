@@ -34,7 +34,9 @@ def top_k(
         batch_size: users per score block.
 
     Returns:
-        ``[n, k]`` int64 item ids, best first, on ``item_emb``'s device.
+        ``[n, k]`` int64 item ids, best first, on ``item_emb``'s device. A user with fewer than
+        ``k`` unmasked items gets masked ones in the last places; they can never be hits,
+        because the splits are disjoint.
     """
     device = item_emb.device
     item_t = item_emb.t().contiguous()
@@ -61,6 +63,8 @@ def hit_matrix(ranked: torch.Tensor, users: np.ndarray, target: sp.csr_matrix) -
     n_items = target.shape[1]
     coo = target.tocoo()
     keys = torch.from_numpy(np.sort(coo.row.astype(np.int64) * n_items + coo.col))
+    if len(keys) == 0:  # nothing relevant: searchsorted/clamp below would index an empty tensor
+        return torch.zeros(ranked.shape, dtype=torch.float32)
     cand = (torch.from_numpy(users)[:, None] * n_items + ranked.cpu()).reshape(-1)
     pos = torch.searchsorted(keys, cand).clamp(max=len(keys) - 1)
     return (keys[pos] == cand).reshape(ranked.shape).to(torch.float32)
@@ -92,6 +96,10 @@ class Evaluator:
             raise ValueError(f"unknown metrics {sorted(unknown)}; known: {sorted(METRICS)}")
         self.data = data
         self.ks = sorted(int(k) for k in ks)
+        if self.ks[-1] > data.n_items:
+            raise ValueError(
+                f"eval.ks goes up to {self.ks[-1]} but {data.name} has only {data.n_items} items"
+            )
         self.metrics = list(metrics)
         self.batch_size = batch_size
         self._exclude = {"valid": data.train, "test": (data.train + data.valid).tocsr()}
