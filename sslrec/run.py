@@ -6,7 +6,6 @@ plain arguments or typed dataclasses.
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import logging
@@ -19,7 +18,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from sslrec.data import DatasetSpec, load_dataset, split_validation
+from sslrec.data import DatasetSpec, Interactions, load_dataset, split_validation
 from sslrec.evaluation import Evaluator
 from sslrec.graph import normalized_adjacency
 from sslrec.train import Trainer, TrainerConfig, save_json, seed_everything
@@ -40,12 +39,16 @@ def run_name(cfg: DictConfig) -> str:
     return f"{model}-{cfg.dataset.name}-s{cfg.seed}"
 
 
-def build_model(cfg: DictConfig, n_users: int, n_items: int, adjacency: torch.Tensor):
-    """Instantiate ``cfg.model``, giving the adjacency to the models whose signature takes it."""
-    kwargs: dict[str, Any] = {"n_users": n_users, "n_items": n_items}
-    if "adjacency" in inspect.signature(get_class(cfg.model._target_)).parameters:
-        kwargs["adjacency"] = adjacency
-    return instantiate(cfg.model, **kwargs)
+def build_model(cfg: DictConfig, data: Interactions, device: torch.device):
+    """Instantiate ``cfg.model`` with the graph inputs its class lists in ``graph_inputs``."""
+    users, items = (torch.from_numpy(a).to(device) for a in data.train_pairs())
+    needs = get_class(cfg.model._target_).graph_inputs
+    inputs: dict[str, Any] = {}
+    if "adjacency" in needs:
+        inputs["adjacency"] = normalized_adjacency(users, items, data.n_users, data.n_items)
+    if "interactions" in needs:
+        inputs.update(train_users=users, train_items=items)
+    return instantiate(cfg.model, n_users=data.n_users, n_items=data.n_items, **inputs).to(device)
 
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -92,9 +95,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     elif trainer_cfg.protocol == "paper":
         log.warning("protocol=paper: the model is SELECTED ON THE TEST SPLIT, as the papers did")
     device = _device(cfg.device)
-    users, items = (torch.from_numpy(a).to(device) for a in data.train_pairs())
-    adjacency = normalized_adjacency(users, items, data.n_users, data.n_items)
-    model = build_model(cfg, data.n_users, data.n_items, adjacency).to(device)
+    model = build_model(cfg, data, device)
     evaluator = Evaluator(
         data, ks=list(cfg.eval.ks), metrics=list(cfg.eval.metrics), batch_size=cfg.eval.batch_size
     )

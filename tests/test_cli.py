@@ -113,8 +113,15 @@ def test_triples_dataset_exports_raw_ids(tmp_path):
     (folder / "train.txt").write_text("\n".join(train) + "\n")
     (folder / "test.txt").write_text("\n".join(test) + "\n")
     out = tmp_path / "run"
-    run_cli(tmp_path, "dataset=custom", f"dataset.path={folder}", "dataset.format=triples",
-            "trainer.epochs=1", f"hydra.run.dir={out}", "logger=none")
+    run_cli(
+        tmp_path,
+        "dataset=custom",
+        f"dataset.path={folder}",
+        "dataset.format=triples",
+        "trainer.epochs=1",
+        f"hydra.run.dir={out}",
+        "logger=none",
+    )
     emb = np.load(out / "embeddings.npz")
     assert emb["user"].shape[0] == len(emb["user_raw_id"]) == 30
     assert emb["user_raw_id"][0] == "user0"

@@ -1,7 +1,10 @@
-"""Recommenders: MF and LightGCN (the self-supervised models build on LightGCN)."""
+"""Recommenders: MF, LightGCN and the self-supervised LightGCN variants."""
 
 from sslrec.models.base import Recommender
 from sslrec.models.lightgcn import LightGCN, layer_mean_weights
 from sslrec.models.mf import MF
+from sslrec.models.sgl import SGL
+from sslrec.models.simgcl import SimGCL
+from sslrec.models.xsimgcl import XSimGCL
 
-__all__ = ["MF", "LightGCN", "Recommender", "layer_mean_weights"]
+__all__ = ["MF", "SGL", "LightGCN", "Recommender", "SimGCL", "XSimGCL", "layer_mean_weights"]

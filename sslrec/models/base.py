@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +25,10 @@ class Recommender(nn.Module):
         reg: L2 regularisation of the batch embeddings.
         bpr_reduction: ``mean`` or ``sum`` over the batch.
     """
+
+    #: what the constructor needs from the training data besides sizes: ``adjacency`` (the
+    #: normalised graph) and/or ``interactions`` (``train_users``/``train_items`` id tensors).
+    graph_inputs: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,
@@ -54,6 +60,9 @@ class Recommender(nn.Module):
         users, items = self.propagate()
         return users.detach(), items.detach()
 
+    def start_epoch(self) -> None:
+        """Called by the trainer before every epoch (SSL models redraw their views here)."""
+
     def loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -66,13 +75,21 @@ class Recommender(nn.Module):
             ``{"bpr", "reg", "total"}`` scalar tensors.
         """
         user_all, item_all = self.propagate()
+        return self.bpr_and_reg(user_all, item_all, users, pos, neg)
+
+    def bpr_and_reg(
+        self,
+        user_all: torch.Tensor,
+        item_all: torch.Tensor,
+        users: torch.Tensor,
+        pos: torch.Tensor,
+        neg: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """BPR and L2 of a batch scored with ``user_all`` ``[U, d]`` and ``item_all`` ``[I, d]``."""
         # F.embedding, not user_all[users]: indexing's CPU backward (index_put_ with
         # accumulate) sums duplicate rows in a thread-dependent order; this one is deterministic.
-        u, p, n = (
-            F.embedding(users, user_all),
-            F.embedding(pos, item_all),
-            F.embedding(neg, item_all),
-        )
+        u = F.embedding(users, user_all)
+        p, n = F.embedding(pos, item_all), F.embedding(neg, item_all)
         bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1), self.bpr_reduction)
         reg = self.reg_loss(users, pos, neg, (u, p, n))
         return {"bpr": bpr, "reg": reg, "total": bpr + reg}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -51,6 +51,8 @@ class LightGCN(Recommender):
         layer_weights: explicit ``[K+1]`` weights (overrides ``include_layer0``).
     """
 
+    graph_inputs = ("adjacency",)
+
     def __init__(
         self,
         n_users: int,
@@ -77,16 +79,31 @@ class LightGCN(Recommender):
         self.adjacency = fn(self.adjacency)
         return self
 
-    def layers(self, adjacency: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """``[E^(0), ..., E^(K)]``, each ``[U+I, d]``, propagated over ``adjacency``."""
-        adj = self.adjacency if adjacency is None else adjacency
+    def layers(
+        self,
+        adjacency: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        perturb: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> list[torch.Tensor]:
+        """``[E^(0), ..., E^(K)]``, each ``[U+I, d]``.
+
+        Args:
+            adjacency: one ``[U+I, U+I]`` matrix for every layer, or ``K`` matrices (layer ``k``
+                uses the ``k``-th); ``None`` uses the training graph.
+            perturb: applied to each layer's output before the next layer propagates it.
+        """
+        adjs = adjacency if isinstance(adjacency, Sequence) else [adjacency] * self.num_layers
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
         out = [x]
-        for _ in range(self.num_layers):
-            x = symmetric_spmm(adj, x)
+        for adj in adjs:
+            x = symmetric_spmm(self.adjacency if adj is None else adj, x)
+            if perturb is not None:
+                x = perturb(x)
             out.append(x)
         return out
 
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[U+I, d]`` → ``([U, d], [I, d])``."""
+        return x[: self.n_users], x[self.n_users :]
+
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        final = combine_layers(self.layers(), self.weights)
-        return final[: self.n_users], final[self.n_users :]
+        return self.split(combine_layers(self.layers(), self.weights))

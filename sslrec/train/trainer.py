@@ -152,6 +152,7 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass of the sampler; returns the mean of each loss component over batches."""
         self.model.train()
+        self.model.start_epoch()
         sums: dict[str, float] = {}
         n = 0
         bar = tqdm(

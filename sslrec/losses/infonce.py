@@ -1,0 +1,82 @@
+"""InfoNCE between two views of the same nodes, with cosine similarity and temperature τ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def info_nce(
+    view1: torch.Tensor,
+    view2: torch.Tensor,
+    anchors: torch.Tensor,
+    temperature: float,
+    negatives: str = "all",
+    reduction: str = "sum",
+) -> torch.Tensor:
+    """``Σ_a −log( exp(s(a₁, a₂)/τ) / Σ_{b ∈ N} exp(s(a₁, b₂)/τ) )`` with ``s`` the cosine.
+
+    Args:
+        view1, view2: ``[N, d]`` the two views of all ``N`` nodes of one kind (users or items).
+        anchors: ``[B]`` int64 node ids in the batch.
+        temperature: ``τ``.
+        negatives: ``all``: anchors are the batch ids as given (duplicates included) and ``N`` is
+            every node of ``view2`` (official SGL). ``in_batch``: anchors are the unique batch
+            ids and ``N`` is those same ids in ``view2`` (official SimGCL/XSimGCL).
+        reduction: ``sum`` (SGL) or ``mean`` (SimGCL/XSimGCL) over anchors.
+
+    Returns:
+        scalar. Computed with ``logsumexp``; memory is one ``[B, N]`` block at most.
+    """
+    if negatives == "in_batch":
+        anchors = torch.unique(anchors)
+    elif negatives != "all":
+        raise ValueError(f"negatives must be 'all' or 'in_batch', got {negatives!r}")
+    # 1/τ is folded into the [B, d] anchors rather than applied to the [B, N] logits block.
+    a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
+    p = F.normalize(F.embedding(anchors, view2), dim=-1)
+    candidates = p if negatives == "in_batch" else F.normalize(view2, dim=-1)
+    loss = torch.logsumexp(a @ candidates.t(), dim=1) - (a * p).sum(-1)
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.mean()
+    raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+
+
+@dataclass(frozen=True)
+class InfoNCEHead:
+    """The user-view and item-view InfoNCE terms of a batch, summed.
+
+    Attributes:
+        temperature: ``τ``.
+        negatives: ``all`` (official SGL) or ``in_batch`` (official SimGCL/XSimGCL).
+        reduction: ``sum`` (SGL) or ``mean`` (SimGCL/XSimGCL), per view.
+    """
+
+    temperature: float = 0.2
+    negatives: str = "all"
+    reduction: str = "sum"
+
+    def __call__(
+        self,
+        view1: tuple[torch.Tensor, torch.Tensor],
+        view2: tuple[torch.Tensor, torch.Tensor],
+        users: torch.Tensor,
+        items: torch.Tensor,
+    ) -> torch.Tensor:
+        """``InfoNCE(users) + InfoNCE(items)``.
+
+        Args:
+            view1, view2: ``(users [U, d], items [I, d])`` of each view.
+            users: ``[B]`` batch users (user-side anchors).
+            items: ``[B]`` batch positive items (item-side anchors).
+        """
+        kw = {
+            "temperature": self.temperature,
+            "negatives": self.negatives,
+            "reduction": self.reduction,
+        }
+        return info_nce(view1[0], view2[0], users, **kw) + info_nce(view1[1], view2[1], items, **kw)

@@ -1,0 +1,52 @@
+"""SimGCL (Yu et al., SIGIR 2022): contrast two noise-perturbed propagations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sslrec.augment import EmbeddingAugmenter, UniformNoise
+from sslrec.losses import InfoNCEHead
+from sslrec.models.lightgcn import LightGCN, combine_layers
+
+
+class SimGCL(LightGCN):
+    """``L = BPR(clean) + λ · (InfoNCE_user + InfoNCE_item)(noisy 1, noisy 2) + reg``.
+
+    Each noisy encoder adds ``noise`` to the output of every layer and propagates it onward;
+    final representations average layers ``1..K`` (``include_layer0=False``, the paper's choice,
+    for the clean encoder too).
+
+    Args:
+        noise: the embedding augmenter (default: uniform noise, ``ε = 0.1``).
+        ssl_weight: ``λ``.
+        head: InfoNCE head (official: ``in_batch`` unique ids, ``mean``, τ = 0.2).
+        **kwargs: :class:`LightGCN` arguments.
+    """
+
+    def __init__(
+        self,
+        noise: EmbeddingAugmenter | None = None,
+        ssl_weight: float = 0.5,
+        head: InfoNCEHead | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("include_layer0", False)
+        super().__init__(**kwargs)
+        self.noise = noise if noise is not None else UniformNoise(0.1)
+        self.ssl_weight = ssl_weight
+        self.head = head if head is not None else InfoNCEHead(0.2, "in_batch", "mean")
+
+    def noisy_view(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(users [U, d], items [I, d])`` of one noise-perturbed propagation."""
+        return self.split(combine_layers(self.layers(perturb=self.noise), self.weights))
+
+    def loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        out = super().loss(users, pos, neg)
+        ssl = self.head(self.noisy_view(), self.noisy_view(), users, pos)
+        out["ssl"] = ssl
+        out["total"] = out["bpr"] + self.ssl_weight * ssl + out["reg"]
+        return out
