@@ -18,6 +18,8 @@ class WandbLogger:
         run_config: the resolved run configuration (a plain dict).
         dir: where wandb writes its files (the run directory).
         init_timeout: seconds ``wandb.init`` may take before the run goes on without wandb.
+        system_stats: sample CPU/GPU/memory in wandb's service process. Off by default: on a
+            2-core machine that sampling competes with training.
     """
 
     def __init__(
@@ -32,6 +34,7 @@ class WandbLogger:
         run_config: dict[str, Any] | None = None,
         dir: str | None = None,
         init_timeout: float = 30.0,
+        system_stats: bool = False,
     ) -> None:
         if mode not in ("offline", "online", "disabled"):
             raise ValueError(f"logger.mode must be offline, online or disabled, got {mode!r}")
@@ -50,7 +53,12 @@ class WandbLogger:
                 config=run_config,
                 dir=dir,
                 reinit="finish_previous",
-                settings=wandb.Settings(init_timeout=init_timeout, console="off", silent=True),
+                settings=wandb.Settings(
+                    init_timeout=init_timeout,
+                    console="off",
+                    silent=True,
+                    x_disable_stats=not system_stats,
+                ),
             )
         except Exception as exc:  # a dashboard problem must not cost the run
             log.warning("wandb disabled for this run, local logs continue: %s", exc)

@@ -1,0 +1,247 @@
+"""Graph augmenters (SGL ED/ND/RW) and SimGCL's noise, against dense references."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sslrec.augment import EdgeDropout, NodeDropout, RandomWalk, UniformNoise, drop_edges
+from sslrec.graph import normalized_adjacency
+from tests.reference import dense_normalized_adjacency, random_graph
+
+NU, NI = 10, 12
+
+
+def _graph(density: float = 0.4, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    u, i = random_graph(NU, NI, density, seed=seed)
+    return torch.from_numpy(u), torch.from_numpy(i)
+
+
+def _dense(adj: torch.Tensor) -> np.ndarray:
+    return adj.to_dense().double().numpy()
+
+
+def _pairs(adj: torch.Tensor, n_users: int = NU) -> set[tuple[int, int]]:
+    """The (user, item) pairs present in the user-item block of a normalised adjacency."""
+    uu, ii = np.nonzero(_dense(adj)[:n_users, n_users:])
+    return set(zip(uu.tolist(), ii.tolist(), strict=True))
+
+
+def _check_normalised_view(adj: torch.Tensor, n_edges: int) -> set[tuple[int, int]]:
+    """``adj`` stores ``2·n_edges`` values, is symmetric, and is exactly the re-normalised graph
+    of the pairs it holds; returns those pairs."""
+    d = _dense(adj)
+    assert adj.layout == torch.sparse_csr
+    assert adj.shape == (NU + NI, NU + NI)
+    assert adj.values().numel() == 2 * n_edges
+    np.testing.assert_array_equal(d, d.T)
+    assert np.all(d[:NU, :NU] == 0) and np.all(d[NU:, NU:] == 0)
+    pairs = _pairs(adj)
+    assert len(pairs) == n_edges
+    ku = np.array([p[0] for p in pairs], dtype=np.int64)
+    ki = np.array([p[1] for p in pairs], dtype=np.int64)
+    np.testing.assert_allclose(d, dense_normalized_adjacency(ku, ki, NU, NI), rtol=1e-6, atol=0)
+    return pairs
+
+
+# --------------------------------------------------------------------------------------------
+# Edge dropout
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.1, 0.25, 0.5, 0.9])
+def test_drop_edges_keeps_exact_count_and_renormalises(ratio):
+    users, items = _graph()
+    n_edges = users.numel()
+    original = set(zip(users.tolist(), items.tolist(), strict=True))
+    torch.manual_seed(0)
+    adj = drop_edges(users, items, NU, NI, ratio)
+    n_keep = int(n_edges * (1.0 - ratio))
+    pairs = _check_normalised_view(adj, n_keep)
+    assert pairs <= original
+    if ratio == 0.0:
+        full = normalized_adjacency(users, items, NU, NI)
+        np.testing.assert_array_equal(_dense(adj), _dense(full))
+
+
+def test_drop_edges_does_not_rescale():
+    """Values are exactly ``1/√(d_u d_i)`` of the kept graph: no ``1/(1−ρ)`` factor."""
+    users, items = _graph()
+    torch.manual_seed(3)
+    adj = drop_edges(users, items, NU, NI, 0.5)
+    d = _dense(adj)
+    deg = (d[:NU, NU:] != 0).sum(1), (d[:NU, NU:] != 0).sum(0)
+    uu, ii = np.nonzero(d[:NU, NU:])
+    np.testing.assert_allclose(d[uu, NU + ii], 1.0 / np.sqrt(deg[0][uu] * deg[1][ii]), rtol=1e-6)
+    # a user and an item of degree one, joined by their only edge, would get exactly 1
+    assert d.max() <= 1.0 + 1e-6
+
+
+def test_drop_edges_invalid_ratio():
+    users, items = _graph()
+    for ratio in (-0.1, 1.0, 1.5):
+        with pytest.raises(ValueError):
+            drop_edges(users, items, NU, NI, ratio)
+
+
+def test_edge_dropout_shares_one_matrix_across_layers():
+    users, items = _graph()
+    torch.manual_seed(0)
+    views = EdgeDropout(0.3)(users, items, NU, NI, 4)
+    assert len(views) == 4
+    assert all(v is views[0] for v in views)
+    _check_normalised_view(views[0], int(users.numel() * 0.7))
+
+
+# --------------------------------------------------------------------------------------------
+# Node dropout
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ratio,seed", [(0.2, 0), (0.2, 1), (0.3, 2), (0.0, 0)])
+def test_node_dropout_removes_exact_node_counts(ratio, seed):
+    users, items = _graph(density=0.6, seed=5)
+    deg_u = np.bincount(users.numpy(), minlength=NU)
+    deg_i = np.bincount(items.numpy(), minlength=NI)
+    n_drop_u, n_drop_i = int(NU * ratio), int(NI * ratio)
+    # Precondition: no node can lose all its edges unless it is itself dropped, so the
+    # zero-degree nodes of the view are exactly the dropped ones.
+    assert deg_u.min() > n_drop_i and deg_i.min() > n_drop_u
+    torch.manual_seed(seed)
+    views = NodeDropout(ratio)(users, items, NU, NI, 3)
+    assert len(views) == 3 and all(v is views[0] for v in views)
+    d = _dense(views[0])
+    view_deg = (d != 0).sum(1)
+    dropped_u = set(np.flatnonzero(view_deg[:NU] == 0).tolist())
+    dropped_i = set(np.flatnonzero(view_deg[NU:] == 0).tolist())
+    assert len(dropped_u) == n_drop_u
+    assert len(dropped_i) == n_drop_i
+    # every interaction between two kept nodes survives, none touching a dropped node does
+    expected = {
+        (u, i)
+        for u, i in zip(users.tolist(), items.tolist(), strict=True)
+        if u not in dropped_u and i not in dropped_i
+    }
+    pairs = _check_normalised_view(views[0], len(expected))
+    assert pairs == expected
+
+
+def test_node_dropout_drops_the_seeded_draws():
+    """Recompute the dropped ids with the same seed: users first, then items."""
+    users, items = _graph(density=0.6, seed=5)
+    torch.manual_seed(7)
+    adj = NodeDropout(0.25)(users, items, NU, NI, 1)[0]
+    torch.manual_seed(7)
+    du = set(torch.randperm(NU)[: int(NU * 0.25)].tolist())
+    di = set(torch.randperm(NI)[: int(NI * 0.25)].tolist())
+    keep = [
+        (u, i)
+        for u, i in zip(users.tolist(), items.tolist(), strict=True)
+        if u not in du and i not in di
+    ]
+    ku = np.array([p[0] for p in keep], dtype=np.int64)
+    ki = np.array([p[1] for p in keep], dtype=np.int64)
+    np.testing.assert_allclose(_dense(adj), dense_normalized_adjacency(ku, ki, NU, NI), rtol=1e-6)
+
+
+def test_node_dropout_invalid_ratio():
+    with pytest.raises(ValueError):
+        NodeDropout(1.0)
+    with pytest.raises(ValueError):
+        NodeDropout(-0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# Random walk
+# --------------------------------------------------------------------------------------------
+
+
+def test_random_walk_draws_distinct_graph_per_layer():
+    users, items = _graph()
+    original = set(zip(users.tolist(), items.tolist(), strict=True))
+    n_keep = int(users.numel() * (1.0 - 0.2))
+    torch.manual_seed(0)
+    views = RandomWalk(0.2)(users, items, NU, NI, 4)
+    assert len(views) == 4
+    kept = [_check_normalised_view(v, n_keep) for v in views]
+    assert all(k <= original for k in kept)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert views[a] is not views[b]
+            assert kept[a] != kept[b]
+
+
+# --------------------------------------------------------------------------------------------
+# Seeding
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "augmenter", [EdgeDropout(0.3), NodeDropout(0.2), RandomWalk(0.3)], ids=["ED", "ND", "RW"]
+)
+def test_same_seed_same_view_different_seed_different_view(augmenter):
+    users, items = _graph(density=0.6, seed=5)
+
+    def draw(seed: int) -> list[np.ndarray]:
+        torch.manual_seed(seed)
+        return [_dense(a) for a in augmenter(users, items, NU, NI, 3)]
+
+    first, again, other = draw(11), draw(11), draw(12)
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Uniform noise
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.5])
+def test_uniform_noise_norm_and_sign(eps):
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    assert (x != 0).all()
+    x_before = x.clone()
+    out = UniformNoise(eps)(x)
+    torch.testing.assert_close(x, x_before, rtol=0, atol=0)  # input untouched
+    noise = out - x
+    torch.testing.assert_close(noise.norm(dim=1), torch.full((32,), eps), rtol=1e-5, atol=1e-6)
+    assert torch.equal(torch.sign(noise), torch.sign(x))
+
+
+def test_uniform_noise_zero_entries_get_no_noise():
+    torch.manual_seed(0)
+    x = torch.randn(4, 6)
+    x[:, 2] = 0.0
+    noise = UniformNoise(0.3)(x) - x
+    assert torch.all(noise[:, 2] == 0)
+
+
+def test_gaussian_noise_norm_without_sign_alignment():
+    torch.manual_seed(0)
+    x = torch.randn(32, 8)
+    noise = UniformNoise(0.2, "gaussian")(x) - x
+    torch.testing.assert_close(noise.norm(dim=1), torch.full((32,), 0.2), rtol=1e-5, atol=1e-6)
+    # 256 independent signs: agreeing everywhere has probability 2^-256
+    assert not torch.equal(torch.sign(noise), torch.sign(x))
+    agree = (torch.sign(noise) == torch.sign(x)).float().mean().item()
+    assert 0.3 < agree < 0.7
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "gaussian"])
+def test_noise_is_fresh_per_call_and_seeded(distribution):
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(1))
+    aug = UniformNoise(0.1, distribution)
+    torch.manual_seed(3)
+    a, b = aug(x), aug(x)
+    torch.manual_seed(3)
+    c = aug(x)
+    assert not torch.equal(a, b)
+    assert torch.equal(a, c)
+
+
+def test_noise_invalid_distribution():
+    with pytest.raises(ValueError):
+        UniformNoise(0.1, "laplace")

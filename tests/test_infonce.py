@@ -1,0 +1,199 @@
+"""InfoNCE and the two-view head against a slow loop reference and a hand-computed case."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from sslrec.losses import InfoNCEHead, info_nce
+
+COMBOS = list(itertools.product(["all", "in_batch"], ["sum", "mean"]))
+
+
+def _cos(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+
+def _ref_info_nce(view1, view2, anchors, temperature, negatives, reduction) -> float:
+    """Loops: for each anchor ``a``, ``−log(exp(cos(a₁,a₂)/τ) / Σ_b exp(cos(a₁,b₂)/τ))``."""
+    v1, v2 = view1.double().tolist(), view2.double().tolist()
+    ids = anchors.tolist()
+    if negatives == "in_batch":
+        ids = sorted(set(ids))
+        candidates = ids
+    else:
+        candidates = range(len(v2))
+    terms = []
+    for a in ids:
+        num = math.exp(_cos(v1[a], v2[a]) / temperature)
+        den = sum(math.exp(_cos(v1[a], v2[b]) / temperature) for b in candidates)
+        terms.append(-math.log(num / den))
+    return sum(terms) if reduction == "sum" else sum(terms) / len(terms)
+
+
+def _views(n: int = 7, d: int = 5, seed: int = 0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=dtype), torch.randn(n, d, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize("negatives,reduction", COMBOS)
+@pytest.mark.parametrize("temperature", [0.2, 1.0])
+def test_info_nce_matches_loop_reference(negatives, reduction, temperature):
+    v1, v2 = _views()
+    anchors = torch.tensor([3, 1, 3, 0, 6, 1, 3])  # duplicates on purpose
+    got = info_nce(v1, v2, anchors, temperature, negatives, reduction)
+    ref = _ref_info_nce(v1, v2, anchors, temperature, negatives, reduction)
+    assert got.item() == pytest.approx(ref, rel=1e-10)
+
+
+@pytest.mark.parametrize("negatives,reduction", COMBOS)
+def test_info_nce_float32_matches_reference(negatives, reduction):
+    v1, v2 = _views(n=9, d=4, seed=2, dtype=torch.float32)
+    anchors = torch.tensor([8, 2, 2, 5])
+    got = info_nce(v1, v2, anchors, 0.3, negatives, reduction)
+    ref = _ref_info_nce(v1, v2, anchors, 0.3, negatives, reduction)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(ref, rel=1e-5)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_in_batch_uses_unique_anchors(reduction):
+    v1, v2 = _views(seed=1)
+    dup = torch.tensor([4, 2, 4, 4, 0, 2])
+    uniq = torch.tensor([0, 2, 4])
+    shuffled = torch.tensor([2, 0, 4])
+    a = info_nce(v1, v2, dup, 0.5, "in_batch", reduction)
+    b = info_nce(v1, v2, uniq, 0.5, "in_batch", reduction)
+    c = info_nce(v1, v2, shuffled, 0.5, "in_batch", reduction)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+    torch.testing.assert_close(c, b, rtol=1e-12, atol=0)
+
+
+def test_all_negatives_keep_duplicate_anchors():
+    """With ``all``, each repetition of an anchor is a separate term of the sum."""
+    v1, v2 = _views(seed=1)
+    once = info_nce(v1, v2, torch.tensor([4, 2]), 0.5, "all", "sum")
+    twice = info_nce(v1, v2, torch.tensor([4, 2, 4]), 0.5, "all", "sum")
+    single = info_nce(v1, v2, torch.tensor([4]), 0.5, "all", "sum")
+    torch.testing.assert_close(twice, once + single, rtol=1e-12, atol=0)
+    assert not torch.allclose(twice, once)
+
+
+def test_hand_computed_case():
+    # tau = 1; rows are normalised, so only directions matter:
+    #   view1: a0 = (1, 0), a1 = (0, 1), a2 = (1, 1)
+    #   view2: b0 = (3, 0), b1 = (1, 1), b2 = (-2, 0)
+    #   cos(a0, b0) = 1, cos(a0, b1) = 1/√2, cos(a0, b2) = -1
+    #   cos(a1, b0) = 0, cos(a1, b1) = 1/√2, cos(a1, b2) = 0
+    # anchors [0, 1]
+    # in_batch (negatives b0, b1):
+    #   l0 = -log(e^1 / (e^1 + e^0.70711)) = log(1 + e^-0.29289) = log(1.7461018) = 0.5573858
+    #   l1 = -log(e^0.70711 / (e^0 + e^0.70711)) = log(1 + e^-0.70711) = log(1.4930687) = 0.4008335
+    #   sum = 0.9582193, mean = 0.4791096
+    # all (negatives b0, b1, b2):
+    #   l0 = log(1 + e^-0.29289 + e^-2) = log(1.8814371) = 0.6320359
+    #   l1 = log(1 + 2 e^-0.70711) = log(1.9861374) = 0.6861917
+    #   sum = 1.3182276, mean = 0.6591138
+    v1 = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    v2 = torch.tensor([[3.0, 0.0], [1.0, 1.0], [-2.0, 0.0]])
+    anchors = torch.tensor([0, 1])
+    expected = {
+        ("in_batch", "sum"): 0.9582193,
+        ("in_batch", "mean"): 0.4791096,
+        ("all", "sum"): 1.3182276,
+        ("all", "mean"): 0.6591138,
+    }
+    for (negatives, reduction), value in expected.items():
+        got = info_nce(v1, v2, anchors, 1.0, negatives, reduction).item()
+        assert got == pytest.approx(value, abs=1e-6), (negatives, reduction)
+
+
+def test_single_in_batch_anchor_is_zero():
+    """One unique anchor is its own only candidate: ``−log(1) = 0``."""
+    v1, v2 = _views()
+    loss = info_nce(v1, v2, torch.tensor([3, 3, 3]), 0.2, "in_batch", "sum")
+    assert loss.item() == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("negatives,reduction", COMBOS)
+def test_small_temperature_is_stable(negatives, reduction):
+    # logits up to 1/0.01 = 100: exp(100) overflows float32, logsumexp must not
+    v1, v2 = _views(n=6, d=3, seed=4, dtype=torch.float32)
+    v1 = (v1 * 1e3).requires_grad_()
+    v2 = (v2 * 1e3).requires_grad_()
+    anchors = torch.tensor([0, 2, 2, 5])
+    loss = info_nce(v1, v2, anchors, 0.01, negatives, reduction)
+    assert torch.isfinite(loss)
+    ref = _ref_info_nce(v1.detach(), v2.detach(), anchors, 0.01, negatives, reduction)
+    assert loss.item() == pytest.approx(ref, rel=1e-4, abs=1e-3)
+    loss.backward()
+    assert torch.isfinite(v1.grad).all() and torch.isfinite(v2.grad).all()
+
+
+@pytest.mark.parametrize("negatives", ["all", "in_batch"])
+def test_gradients_flow_to_both_views(negatives):
+    v1, v2 = _views()
+    v1.requires_grad_()
+    v2.requires_grad_()
+    anchors = torch.tensor([1, 4, 4])
+    info_nce(v1, v2, anchors, 0.2, negatives, "mean").backward()
+    for g in (v1.grad, v2.grad):
+        assert g is not None and torch.isfinite(g).all()
+        assert g[[1, 4]].abs().sum(1).min() > 0
+    # view1 rows outside the batch never enter the loss
+    others = [0, 2, 3, 5, 6]
+    assert torch.all(v1.grad[others] == 0)
+    if negatives == "all":  # every view2 row is a negative
+        assert v2.grad[others].abs().sum(1).min() > 0
+    else:  # only the batch ids are
+        assert torch.all(v2.grad[others] == 0)
+
+
+def test_gradient_matches_finite_differences():
+    v1, v2 = _views(n=4, d=3, seed=5)
+    anchors = torch.tensor([0, 3, 3])
+    for negatives, reduction in COMBOS:
+        assert torch.autograd.gradcheck(
+            lambda a, b, n=negatives, r=reduction: info_nce(a, b, anchors, 0.4, n, r),
+            (v1.clone().requires_grad_(), v2.clone().requires_grad_()),
+        )
+
+
+@pytest.mark.parametrize("negatives,reduction", COMBOS)
+def test_head_is_user_term_plus_item_term(negatives, reduction):
+    g = torch.Generator().manual_seed(9)
+    u1, u2 = torch.randn(5, 4, generator=g), torch.randn(5, 4, generator=g)
+    i1, i2 = torch.randn(8, 4, generator=g), torch.randn(8, 4, generator=g)
+    users = torch.tensor([0, 4, 4, 2])
+    items = torch.tensor([7, 1, 3, 7])
+    head = InfoNCEHead(0.3, negatives, reduction)
+    got = head((u1, i1), (u2, i2), users, items)
+    ref = _ref_info_nce(u1, u2, users, 0.3, negatives, reduction) + _ref_info_nce(
+        i1, i2, items, 0.3, negatives, reduction
+    )
+    assert got.item() == pytest.approx(ref, rel=1e-5)
+    # swapping the roles of users and items changes the result (anchors follow their view)
+    swapped = head((u1, i1), (u2, i2), users, torch.tensor([0, 4, 4, 2]))
+    assert not torch.allclose(got, swapped)
+
+
+def test_head_defaults():
+    head = InfoNCEHead()
+    assert (head.temperature, head.negatives, head.reduction) == (0.2, "all", "sum")
+
+
+def test_invalid_options_raise():
+    v1, v2 = _views()
+    anchors = torch.tensor([0, 1])
+    with pytest.raises(ValueError):
+        info_nce(v1, v2, anchors, 0.2, negatives="batch")
+    with pytest.raises(ValueError):
+        info_nce(v1, v2, anchors, 0.2, reduction="none")
+    with pytest.raises(ValueError):
+        info_nce(v1, v2, anchors, 0.2, negatives="in_batch", reduction="max")
+    with pytest.raises(ValueError):
+        InfoNCEHead(0.2, "everything", "sum")((v1, v1), (v2, v2), anchors, anchors)
