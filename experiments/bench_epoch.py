@@ -73,7 +73,10 @@ def main() -> None:
     args = ap.parse_args()
     data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
     data = split_validation(data, 0.1, seed=0)
-    variants = {"sgl": [["augmenter=ed"], ["augmenter=nd"], ["augmenter=rw"]]}
+    variants = {
+        "sgl": [["augmenter=ed"], ["augmenter=nd"], ["augmenter=rw"]],
+        "simgcl": [["model.fused=false"], ["model.fused=true"]],
+    }
     for name in args.models:
         for overrides in variants.get(name, [[]]):
             res = bench(name, overrides, data, args.batches, args.full_epoch)

@@ -1,5 +1,6 @@
 """Shared fixtures: the bundled lastfm with a validation split, and a tiny custom dataset."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,7 +8,9 @@ import pytest
 
 from sslrec.data import DatasetSpec, load_dataset, split_validation
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(
+    os.environ.get("SSLREC_DATA_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 @pytest.fixture(scope="session")

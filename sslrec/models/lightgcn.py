@@ -101,6 +101,31 @@ class LightGCN(Recommender):
             out.append(x)
         return out
 
+    def layers_of_views(
+        self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None], fused: bool
+    ) -> list[list[torch.Tensor]]:
+        """``layers(perturb=p)`` for each ``p`` of ``perturbs``, over the training graph.
+
+        With ``fused``, the ``V`` views propagate as one ``[N, V·d]`` matrix, one sparse product
+        per layer (``Â[E₁|E₂|E₃] = [ÂE₁|ÂE₂|ÂE₃]``), and each view's slice is perturbed after
+        every layer. The results equal the separate propagations; random perturbations are
+        drawn layer by layer instead of view by view, so the draws pair up differently.
+        """
+        if not fused:
+            return [self.layers(perturb=p) for p in perturbs]
+        x0 = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
+        outs = [[x0] for _ in perturbs]
+        x = x0.repeat(1, len(perturbs))
+        for _ in range(self.num_layers):
+            parts = symmetric_spmm(self.adjacency, x).split(self.embedding_dim, dim=1)
+            parts = [
+                part if p is None else p(part) for p, part in zip(perturbs, parts, strict=True)
+            ]
+            for out, part in zip(outs, parts, strict=True):
+                out.append(part)
+            x = torch.cat(parts, dim=1)
+        return outs
+
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[U+I, d]`` → ``([U, d], [I, d])``."""
         return x[: self.n_users], x[self.n_users :]

@@ -22,6 +22,8 @@ class SimGCL(LightGCN):
         noise: the embedding augmenter (default: uniform noise, ``ε = 0.1``).
         ssl_weight: ``λ``.
         head: InfoNCE head (official: ``in_batch`` unique ids, ``mean``, τ = 0.2).
+        fused: propagate the clean and both noisy encoders as one wide matrix
+            (:meth:`LightGCN.layers_of_views`); ``experiments/bench_epoch.py`` measures both.
         **kwargs: :class:`LightGCN` arguments.
     """
 
@@ -30,23 +32,23 @@ class SimGCL(LightGCN):
         noise: EmbeddingAugmenter | None = None,
         ssl_weight: float = 0.5,
         head: InfoNCEHead | None = None,
+        fused: bool = False,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("include_layer0", False)
         super().__init__(**kwargs)
+        self.fused = fused
         self.noise = noise if noise is not None else UniformNoise(0.1)
         self.ssl_weight = ssl_weight
         self.head = head if head is not None else InfoNCEHead(0.2, "in_batch", "mean")
 
-    def noisy_view(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(users [U, d], items [I, d])`` of one noise-perturbed propagation."""
-        return self.split(combine_layers(self.layers(perturb=self.noise), self.weights))
-
     def loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
     ) -> dict[str, torch.Tensor]:
-        out = super().loss(users, pos, neg)
-        ssl = self.head(self.noisy_view(), self.noisy_view(), users, pos)
+        views = self.layers_of_views([None, self.noise, self.noise], self.fused)
+        clean, noisy1, noisy2 = (self.split(combine_layers(v, self.weights)) for v in views)
+        out = self.bpr_and_reg(*clean, users, pos, neg)
+        ssl = self.head(noisy1, noisy2, users, pos)
         out["ssl"] = ssl
         out["total"] = out["bpr"] + self.ssl_weight * ssl + out["reg"]
         return out
