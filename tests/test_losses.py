@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sslrec.losses import L2Reg, bpr_loss
+from sslrec.models import MF
 
 # --------------------------------------------------------------------------------------------
 # BPR
@@ -173,3 +174,14 @@ def test_l2_zero_weight():
 def test_l2_invalid_options_raise(kwargs):
     with pytest.raises(ValueError):
         L2Reg(**kwargs)
+
+
+def test_reg_without_negative_rows_selfrec_form():
+    # SELFRec SimGCL: reg · (‖U‖ + ‖P‖) / B on propagated user and positive rows only.
+    torch.manual_seed(0)
+    reg = L2Reg(weight=0.1, squared=False, apply_to="propagated", include_negative=False)
+    model = MF(3, 4, embedding_dim=2, reg=reg)
+    users, pos, neg = torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([0, 0])
+    out = model.loss(users, pos, neg)
+    u, p = model.user_embedding.weight[users], model.item_embedding.weight[pos]
+    torch.testing.assert_close(out["reg"], 0.1 * (u.norm() + p.norm()) / 2)

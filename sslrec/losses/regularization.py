@@ -21,12 +21,15 @@ class L2Reg:
         squared: ``True`` uses ``½‖E‖²_F``; ``False`` uses ``‖E‖_F`` (SELFRec's ``l2_reg_loss``
             for SimGCL/XSimGCL uses the unsquared norm).
         apply_to: ``ego`` regularises layer-0 embeddings (official); ``propagated`` the final ones.
+        include_negative: regularise the negative items' rows too (LightGCN, SGL); SELFRec's
+            SimGCL/XSimGCL regularise only the user and positive-item rows.
     """
 
     weight: float = 1e-4
     reduction: str = "mean"
     squared: bool = True
     apply_to: str = "ego"
+    include_negative: bool = True
 
     def __post_init__(self) -> None:
         if self.reduction not in ("mean", "sum"):

@@ -103,7 +103,7 @@ class Recommender(nn.Module):
     ) -> torch.Tensor:
         """The L2 term on the ego (layer-0) rows of the batch, or on ``propagated`` rows."""
         if self.reg.apply_to == "propagated":
-            return self.reg(*propagated)
-        return self.reg(
-            self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg)
-        )
+            rows = propagated
+        else:
+            rows = (self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg))
+        return self.reg(*(rows if self.reg.include_negative else rows[:2]))
