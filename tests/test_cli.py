@@ -126,3 +126,30 @@ def test_triples_dataset_exports_raw_ids(tmp_path):
     assert emb["user"].shape[0] == len(emb["user_raw_id"]) == 30
     assert emb["user_raw_id"][0] == "user0"
     assert set(emb["item_raw_id"]) == {line.split(",")[1] for line in train + test}
+
+
+def test_wandb_logger_records_losses_every_epoch(tmp_path, monkeypatch):
+    """Loss components go to the dashboard every epoch; metrics under their split."""
+    from sslrec.logging import WandbLogger
+
+    logged = []
+
+    class FakeRun:
+        summary: dict = {}
+
+        def log(self, data, step):
+            logged.append((step, data))
+
+        def finish(self):
+            pass
+
+    logger = WandbLogger(mode="disabled")
+    logger.run = FakeRun()
+    logger.log({"epoch": 1, "split": "train", "losses": {"bpr": 0.5, "ssl": 2.0}})
+    logger.log(
+        {"epoch": 2, "split": "valid", "losses": {"bpr": 0.4}, "metrics": {"recall@20": 0.3}}
+    )
+    assert logged == [
+        (1, {"epoch": 1, "loss/bpr": 0.5, "loss/ssl": 2.0}),
+        (2, {"epoch": 2, "loss/bpr": 0.4, "valid/recall@20": 0.3}),
+    ]

@@ -65,8 +65,9 @@ class WandbLogger:
 
     def log(self, record: dict[str, Any]) -> None:
         if self.run is not None:
-            flat = {k: v for k, v in record.items() if k != "metrics"}
             split = record.get("split", "eval")
+            flat = {k: v for k, v in record.items() if k not in ("metrics", "losses", "split")}
+            flat.update({f"loss/{k}": v for k, v in record.get("losses", {}).items()})
             flat.update({f"{split}/{k}": v for k, v in record.get("metrics", {}).items()})
             self.run.log(flat, step=int(record.get("epoch", 0)))
 

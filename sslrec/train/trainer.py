@@ -195,6 +195,11 @@ class Trainer:
             train_s = time.perf_counter() - t0
             st["epoch"] = epoch
             st["seconds"] += train_s
+            # every epoch's loss components reach the dashboard; metrics.jsonl keeps one
+            # record per evaluation (the output contract)
+            self.logger.log(
+                {"epoch": epoch, "split": "train", "losses": losses, "train_seconds": train_s}
+            )
             if epoch % self.cfg.eval_every and epoch != self.cfg.epochs:
                 continue
             t1 = time.perf_counter()
