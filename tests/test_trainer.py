@@ -105,3 +105,57 @@ def test_paper_protocol_selects_on_test_and_says_so(lastfm, tmp_path):
     assert "TEST" in out["protocol"]
     assert out["valid"] == {}
     assert all(r["split"] == "test" for r in records(tmp_path / "metrics.jsonl"))
+
+
+def test_sgl_resume_redraws_the_same_views(tiny_dataset_dir, tmp_path, monkeypatch):
+    from sslrec.augment import EdgeDropout
+    from sslrec.data import DatasetSpec, load_dataset, split_validation
+    from sslrec.models import SGL
+
+    data = split_validation(
+        load_dataset(DatasetSpec(name="tiny", path=str(tiny_dataset_dir))), 0.2, seed=0
+    )
+
+    def sgl_trainer(out, **overrides):
+        seed_everything(4)
+        u, i = (torch.from_numpy(a) for a in data.train_pairs())
+        model = SGL(
+            train_users=u,
+            train_items=i,
+            augmenter=EdgeDropout(0.2),
+            n_users=data.n_users,
+            n_items=data.n_items,
+            embedding_dim=8,
+            adjacency=normalized_adjacency(u, i, data.n_users, data.n_items),
+        )
+        cfg = TrainerConfig(
+            **{
+                "epochs": 4,
+                "eval_every": 1,
+                "batch_size": 64,
+                "lr": 0.01,
+                "progress": False,
+                "metric": "recall@5",
+            }
+            | overrides
+        )
+        return Trainer(model, data, Evaluator(data, ks=(5,)), cfg, out, seed=4)
+
+    full = sgl_trainer(tmp_path / "full").fit()
+    original = Trainer.train_epoch
+
+    def crash_at_3(self, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", crash_at_3)
+    with pytest.raises(KeyboardInterrupt):
+        sgl_trainer(tmp_path / "crash").fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    torch.manual_seed(999)
+    resumed = sgl_trainer(tmp_path / "crash", resume=True).fit()
+    assert resumed["test"] == full["test"]
+    assert strip_times(records(tmp_path / "crash" / "metrics.jsonl")) == strip_times(
+        records(tmp_path / "full" / "metrics.jsonl")
+    )
