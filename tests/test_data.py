@@ -259,3 +259,14 @@ def test_sampler_is_seeded(dense_train):
 def test_user_with_every_item_is_rejected():
     with pytest.raises(ValueError, match="user 1 interacted with every item"):
         BPRSampler(sp.csr_matrix(np.array([[1, 0], [1, 1]], dtype=np.float32)), 4)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "yelp2018").is_dir(), reason="shared data not present")
+def test_yelp2018_loads_with_published_counts():
+    data = load_dataset(
+        DatasetSpec(
+            name="yelp2018", path=str(SHARED_DATA / "yelp2018"), n_users=31668, n_items=38048
+        )
+    )
+    assert (data.train.nnz, data.test.nnz) == (1237259, 324147)
+    assert len(data.eval_users("test")) == 31668
