@@ -47,8 +47,11 @@ def bench(model_name: str, overrides: list[str], data, batches: int, full_epoch:
         if len(steps) == batches:
             break
     out = {
-        "model": model_name, "overrides": overrides, "batches_per_epoch": len(sampler),
-        "median_step_s": statistics.median(steps), "start_epoch_s": redraw,
+        "model": model_name,
+        "overrides": overrides,
+        "batches_per_epoch": len(sampler),
+        "median_step_s": statistics.median(steps),
+        "start_epoch_s": redraw,
         "epoch_estimate_s": redraw + len(sampler) * statistics.median(steps),
     }
     if full_epoch:
@@ -80,8 +83,12 @@ def main() -> None:
     for name in args.models:
         for overrides in variants.get(name, [[]]):
             res = bench(name, overrides, data, args.batches, args.full_epoch)
-            res.update(dataset=args.dataset, threads=torch.get_num_threads(),
-                       torch=torch.__version__, machine=platform.machine())
+            res.update(
+                dataset=args.dataset,
+                threads=torch.get_num_threads(),
+                torch=torch.__version__,
+                machine=platform.machine(),
+            )
             print(json.dumps(res), flush=True)
 
 

@@ -22,7 +22,10 @@ def label(cfg: dict) -> str:
     aug = cfg.get("augmenter")
     if name == "SGL" and aug:
         name += "-" + {"EdgeDropout": "ED", "NodeDropout": "ND", "RandomWalk": "RW"}.get(
-            aug["_target_"].rsplit(".", 1)[-1], "?")
+            aug["_target_"].rsplit(".", 1)[-1], "?"
+        )
+    if "ssl_weight" in cfg["model"]:
+        name += f" λ={cfg['model']['ssl_weight']}"
     return name
 
 
