@@ -49,7 +49,9 @@ class RawPairs:
 def _read_lines(path: Path) -> list[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8", errors="strict")
+    # utf-8-sig drops a leading byte-order mark (spreadsheet exports), which would otherwise
+    # become part of the first raw id in triples or an invalid first id in adjacency lists.
+    text = path.read_text(encoding="utf-8-sig", errors="strict")
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
         raise DataFormatError(path, None, "file is empty; expected at least one interaction")
@@ -89,7 +91,8 @@ def read_adjacency_list(path: str | Path) -> RawPairs:
         tokens = line.split()
         if not tokens:
             continue
-        if not all(t.isdigit() for t in tokens):  # slow path only to build the error message
+        # slow path only to build the error message; isascii: "²".isdigit() but int("²") fails
+        if not all(t.isascii() and t.isdigit() for t in tokens):
             for pos, token in enumerate(tokens):
                 _parse_id(token, path, lineno, "user" if pos == 0 else "item")
         user = int(tokens[0])

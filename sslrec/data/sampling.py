@@ -23,7 +23,7 @@ class BPRSampler:
     """Draws epochs of BPR triples from a binary ``[n_users, n_items]`` train CSR.
 
     Args:
-        train: the training matrix (sorted indices).
+        train: the binary training matrix (any scipy sparse layout; converted to canonical CSR).
         batch_size: triples per batch (the last batch may be smaller).
         protocol: ``interaction`` or ``user_uniform``.
         seed: seeds the sampler's own numpy generator (its state is checkpointed).
@@ -34,6 +34,12 @@ class BPRSampler:
     ) -> None:
         if protocol not in ("interaction", "user_uniform"):
             raise ValueError(f"protocol must be 'interaction' or 'user_uniform', got {protocol!r}")
+        # is_positive binary-searches CSR keys, so rows must hold sorted, unique columns; an
+        # unsorted CSR (or a CSC read as CSR) would silently let positives through as negatives
+        train = sp.csr_matrix(train)  # no copy for a CSR
+        if not train.has_canonical_format:
+            train = train.copy()
+            train.sum_duplicates()  # sorts the indices too
         self.n_users, self.n_items = train.shape
         self.indptr = train.indptr.astype(np.int64)
         self.indices = train.indices.astype(np.int64)
