@@ -192,7 +192,7 @@ def split_validation(data: Interactions, fraction: float, seed: int) -> Interact
     rng = np.random.default_rng(seed)
     train = data.train
     deg = np.diff(train.indptr)
-    n_valid = np.floor(fraction * deg).astype(np.int64)
+    n_valid = np.floor(fraction * deg + 0.5).astype(np.int64)
     n_valid = np.where(deg >= 2, np.minimum(n_valid, deg - 1), 0)
     rows = np.repeat(np.arange(data.n_users), deg)
     order = np.lexsort((rng.random(train.nnz), rows))  # random order within each row
