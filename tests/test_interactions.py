@@ -21,6 +21,7 @@ from sslrec.data import (
     read_triples,
     split_validation,
 )
+from sslrec.data.interactions import pairs_to_csr
 
 LOGGER = "sslrec.data.interactions"
 SHARED_DATA = Path(
@@ -511,3 +512,9 @@ def test_gowalla_loads_with_published_counts():
     assert (data.train.nnz, data.test.nnz) == (810128, 217242)
     assert (data.n_users, data.n_items) == (29858, 40981)
     assert data.valid.nnz == 0
+
+
+def test_pairs_to_csr_is_binary_even_with_repeated_pairs():
+    mat = pairs_to_csr(np.array([0, 1, 0, 0]), np.array([2, 0, 2, 1]), 2, 3)
+    assert mat.shape == (2, 3) and mat.nnz == 3 and mat.has_sorted_indices
+    np.testing.assert_array_equal(mat.toarray(), [[0, 1, 1], [1, 0, 0]])
