@@ -12,12 +12,13 @@ from sslrec.models.base import Recommender
 
 
 def combine_layers(layers: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
-    """``Σ_k w_k E^(k)`` over ``layers`` (each ``[N, d]``) with ``weights`` ``[K+1]``."""
-    out = layers[0] * weights[0] if weights[0] != 0 else torch.zeros_like(layers[0])
-    for w, e in zip(weights[1:], layers[1:], strict=True):
-        if w != 0:
-            out = out + w * e
-    return out
+    """``Σ_k w_k E^(k)`` over ``layers`` (each ``[N, d]``) with ``weights`` ``[K+1]``.
+
+    Layers of weight 0 (layer 0 in SimGCL/XSimGCL) are skipped; the weights are read to the host
+    once, not once per layer (each read is a device sync on a GPU).
+    """
+    terms = [w * e for w, e in zip(weights.tolist(), layers, strict=True) if w != 0]
+    return sum(terms[1:], terms[0]) if terms else torch.zeros_like(layers[0])
 
 
 def layer_mean_weights(
