@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+import math
+import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
+
+log = logging.getLogger("sslrec")
 
 
 def config_dir() -> str:
@@ -22,9 +29,44 @@ def config_dir() -> str:
 def main(cfg: DictConfig) -> float:
     from sslrec.run import run
 
-    results = run(cfg, HydraConfig.get().runtime.output_dir)
-    return float(results["valid"].get(cfg.trainer.metric, results["test"][cfg.trainer.metric]))
+    hc = HydraConfig.get()
+    out = hc.runtime.output_dir
+    if hc.mode != RunMode.MULTIRUN:
+        results = run(cfg, out)
+    else:  # one failing job of a sweep leaves error.txt; the others go on
+        try:
+            results = run(cfg, out)
+        except Exception:
+            from sslrec.train.checkpoint import save_text
+
+            tb = traceback.format_exc()
+            Path(out).mkdir(parents=True, exist_ok=True)
+            save_text(tb, Path(out) / "error.txt")
+            log.error("job %s failed, traceback in %s:\n%s", hc.job.num, out, tb)
+            if _optuna(hc):
+                raise  # a failed trial; a NaN return would crash the whole study
+            return float("nan")
+    value = float(results["valid"].get(cfg.trainer.metric, results["test"][cfg.trainer.metric]))
+    if math.isnan(value) and hc.mode == RunMode.MULTIRUN and _optuna(hc):
+        raise ValueError(f"{cfg.trainer.metric} is NaN: the trial failed")
+    return value
+
+
+def _optuna(hc: DictConfig) -> bool:
+    """Whether the sweeper is Optuna's, which takes a raised job as a failed trial but aborts
+    the study on a NaN value (hydra-optuna-sweeper tells optuna FAIL together with the NaN)."""
+    return "optuna" in str(hc.sweeper.get("_target_", "")).lower()
+
+
+def cli() -> None:
+    """``sslrec report DIR ...`` (or ``python -m sslrec report ...``) writes a report of run
+    directories; anything else is a Hydra run or sweep."""
+    if len(sys.argv) > 1 and sys.argv[1] == "report":
+        from sslrec.report.__main__ import main as report
+
+        raise SystemExit(report(sys.argv[2:]))
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

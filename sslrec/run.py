@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -33,10 +34,87 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
+_AUGMENTER_LABELS = {"EdgeDropout": "ed", "NodeDropout": "nd", "RandomWalk": "rw"}
+
+
+def _augmenter_label(aug: Any) -> str:
+    cls = get_class(aug._target_).__name__
+    if cls == "UniformNoise":
+        return "noise" if aug.get("distribution", "uniform") == "uniform" else aug.distribution
+    return _AUGMENTER_LABELS.get(cls, cls.lower())
+
+
 def run_name(cfg: DictConfig) -> str:
-    """Short run label: ``model-dataset-sSEED``."""
-    model = get_class(cfg.model._target_).__name__.lower()
-    return f"{model}-{cfg.dataset.name}-s{cfg.seed}"
+    """Run label from the model, its augmenter and key hyperparameters, e.g.
+    ``simgcl-noise-lam0.1-eps0.1-t0.2-k3-lastfm-s1`` or ``lightgcn-k3+e0-lastfm-s1``
+    (``+e0``: the layer-0 embeddings join the layer mean)."""
+    m = cfg.model
+    parts = [get_class(m._target_).__name__.lower()]
+    aug = cfg.get("augmenter") if "ssl_weight" in m else None
+    if aug is not None and "_target_" in aug:
+        parts.append(_augmenter_label(aug))
+    if "ssl_weight" in m:
+        parts.append(f"lam{m.ssl_weight}")
+    if m.get("bpr_weight", 1.0) != 1.0:
+        parts.append(f"bpr{m.bpr_weight}")  # bpr0.0: CL only
+    if aug is not None:
+        if "ratio" in aug:
+            parts.append(f"r{aug.ratio}")
+        if "eps" in aug:
+            parts.append(f"eps{aug.eps}")
+    if m.get("head") is not None and "temperature" in m.head:
+        parts.append(f"t{m.head.temperature}")
+    if "cl_layer" in m:
+        parts.append(f"cl{m.cl_layer}")
+    if "num_layers" in m:
+        parts.append(f"k{m.num_layers}" + ("+e0" if m.get("include_layer0") else ""))
+    parts += [str(cfg.dataset.name), f"s{cfg.seed}"]
+    return "-".join(parts)
+
+
+def sweep_group(cfg: DictConfig) -> str | None:
+    """wandb group: ``logger.group`` if set; in a multirun, one name shared by all its jobs:
+    the sweep preset (``+sweep=NAME``) or the job name, plus the sweep folder's last two
+    parts (the launch date and time by default); ``None`` for a single run."""
+    group = cfg.get("logger", {}).get("group")
+    if group:
+        return str(group)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized():
+            return None
+        hc = HydraConfig.get()
+        if hc.mode != RunMode.MULTIRUN:
+            return None
+        label = hc.runtime.choices.get("sweep") or hc.job.name
+        stamp = "_".join(Path(str(hc.sweep.dir)).parts[-2:])
+        return f"{label}-{stamp}"
+    except Exception as exc:  # naming must never fail a run
+        log.warning("no wandb group: %s", exc)
+        return None
+
+
+def launcher_threads() -> int | None:
+    """Torch threads for a job of a parallel launcher: ``cores // n_jobs`` (at least 1) under
+    joblib, so that 2 jobs on 2 cores run 1 thread each instead of oversubscribing;
+    ``cpus_per_task`` under submitit (SLURM or local); ``None`` otherwise. The command line's
+    ``threads=`` always wins."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if not HydraConfig.initialized():
+            return None
+        launcher = HydraConfig.get().launcher
+        n_jobs, cpus = launcher.get("n_jobs"), launcher.get("cpus_per_task")
+    except Exception:  # no hydra runtime
+        return None
+    if cpus:
+        return int(cpus)
+    if not n_jobs:
+        return None
+    return max(1, (os.cpu_count() or 1) // n_jobs) if n_jobs > 0 else 1
 
 
 def build_model(cfg: DictConfig, data: Interactions, device: torch.device):
@@ -79,8 +157,10 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    threads = cfg.threads or launcher_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+        log.info("torch threads: %d", threads)
     save_text(OmegaConf.to_yaml(cfg, resolve=True), out / "config.yaml")
     seed_everything(cfg.seed)
     data = load_dataset(DatasetSpec(**OmegaConf.to_container(cfg.dataset, resolve=True)))
@@ -104,6 +184,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         run_config=OmegaConf.to_container(cfg, resolve=True),
         dir=str(out),
         name=run_name(cfg),
+        group=sweep_group(cfg),
         _recursive_=False,
     )
     trainer = Trainer(model, data, evaluator, trainer_cfg, out, seed=cfg.seed, logger=logger)

@@ -33,3 +33,21 @@ def tiny_dataset_dir(tmp_path: Path) -> Path:
     (folder / "train.txt").write_text("\n".join(train_lines) + "\n")
     (folder / "test.txt").write_text("\n".join(test_lines) + "\n")
     return folder
+
+
+@pytest.fixture(scope="module")
+def hydra_conf():
+    """Hydra's compose API initialised on sslrec's conf/ (use :func:`compose_run_config`)."""
+    from hydra import initialize_config_dir
+
+    from sslrec.__main__ import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        yield
+
+
+def compose_run_config(*overrides: str):
+    """The config a run with these command-line overrides sees, ``hydra`` node included."""
+    from hydra import compose
+
+    return compose("config", overrides=list(overrides), return_hydra_config=True)

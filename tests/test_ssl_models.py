@@ -434,3 +434,24 @@ def test_fused_simgcl_loss_matches_separate_in_distribution(graph):
     torch.testing.assert_close(fus["bpr"], sep["bpr"])
     torch.testing.assert_close(fus["reg"], sep["reg"])
     assert torch.isfinite(fus["ssl"]) and fus["ssl"] > 0
+
+
+@pytest.mark.parametrize("name", ["SGL-ED", "SGL-RW", "SimGCL", "XSimGCL"])
+def test_cl_only_drops_bpr_from_the_total(graph, name):
+    """bpr_weight=0 ("CL only"): total = λ·ssl + reg, with the same draws as with BPR."""
+    full, cl_only = _all_models(graph)[name], _all_models(graph)[name]
+    cl_only.load_state_dict(full.state_dict())
+    cl_only.bpr_weight = 0.0
+    outs = []
+    for model in (full, cl_only):
+        torch.manual_seed(3)
+        model.start_epoch()
+        outs.append(model.loss(*BATCH))
+    a, b = outs
+    close = torch.testing.assert_close
+    lam = full.ssl_weight
+    close(a["total"], a["bpr"] + lam * a["ssl"] + a["reg"])
+    close(b["total"], lam * b["ssl"] + b["reg"])
+    for key in ("bpr", "ssl", "reg"):
+        close(a[key], b[key])
+    assert (a["total"] - b["total"]).abs() > 1e-6

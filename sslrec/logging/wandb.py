@@ -41,6 +41,14 @@ class WandbLogger:
         self.run = None
         try:
             import wandb
+            from omegaconf import OmegaConf
+
+            # hydra's instantiate hands dict arguments over as DictConfig, which wandb cannot
+            # copy ("first argument must be callable or None"): pass plain containers
+            if OmegaConf.is_config(run_config):
+                run_config = OmegaConf.to_container(run_config, resolve=True)
+            if OmegaConf.is_config(tags):
+                tags = OmegaConf.to_container(tags, resolve=True)
 
             self.run = wandb.init(
                 mode=mode,
@@ -60,6 +68,7 @@ class WandbLogger:
                     x_disable_stats=not system_stats,
                 ),
             )
+            log.info("wandb run %s, group %s (%s)", name, group, mode)
         except Exception as exc:  # a dashboard problem must not cost the run
             log.warning("wandb disabled for this run, local logs continue: %s", exc)
 
@@ -69,16 +78,30 @@ class WandbLogger:
             flat = {k: v for k, v in record.items() if k not in ("metrics", "losses", "split")}
             flat.update({f"loss/{k}": v for k, v in record.get("losses", {}).items()})
             flat.update({f"{split}/{k}": v for k, v in record.get("metrics", {}).items()})
-            self.run.log(flat, step=int(record.get("epoch", 0)))
+            try:
+                self.run.log(flat, step=int(record.get("epoch", 0)))
+            except Exception as exc:
+                self._give_up("log", exc)
 
     def summary(self, results: dict[str, Any]) -> None:
         if self.run is not None:
-            for split in ("valid", "test"):
-                for key, value in (results.get(split) or {}).items():
-                    self.run.summary[f"best/{split}/{key}"] = value
-            self.run.summary["best_epoch"] = results.get("best_epoch")
+            try:
+                for split in ("valid", "test"):
+                    for key, value in (results.get(split) or {}).items():
+                        self.run.summary[f"best/{split}/{key}"] = value
+                self.run.summary["best_epoch"] = results.get("best_epoch")
+            except Exception as exc:
+                self._give_up("summary", exc)
 
     def finish(self) -> None:
         if self.run is not None:
-            self.run.finish()
-            self.run = None
+            run, self.run = self.run, None
+            try:
+                run.finish()
+            except Exception as exc:
+                log.warning("wandb finish failed, local logs are complete: %s", exc)
+
+    def _give_up(self, what: str, exc: Exception) -> None:
+        """A failing dashboard call stops wandb for the rest of the run, never the run."""
+        log.warning("wandb %s failed, wandb stops for this run: %s", what, exc)
+        self.finish()

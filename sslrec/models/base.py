@@ -11,6 +11,17 @@ from torch import nn
 from sslrec.losses import L2Reg, bpr_loss
 
 
+def with_ssl(
+    out: dict[str, torch.Tensor], ssl: torch.Tensor, ssl_weight: float, bpr_weight: float = 1.0
+) -> dict[str, torch.Tensor]:
+    """Add the contrastive term to ``bpr_and_reg``'s output:
+    ``total = bpr_weight · BPR + ssl_weight · SSL + reg`` (``bpr_weight=0``: "CL only", the
+    SimGCL paper's ablation that trains on the contrastive loss alone)."""
+    out["ssl"] = ssl
+    out["total"] = bpr_weight * out["bpr"] + ssl_weight * ssl + out["reg"]
+    return out
+
+
 class Recommender(nn.Module):
     """A model that scores users against items by the inner product of their representations.
 

@@ -8,6 +8,7 @@ import torch
 
 from sslrec.augment import GraphAugmenter
 from sslrec.losses import InfoNCEHead
+from sslrec.models.base import with_ssl
 from sslrec.models.lightgcn import LightGCN, combine_layers
 
 
@@ -21,6 +22,7 @@ class SGL(LightGCN):
         train_users, train_items: ``[E]`` int64 training interactions the views are drawn from.
         augmenter: draws a view (``K`` adjacencies).
         ssl_weight: ``λ``.
+        bpr_weight: weight of the BPR term (1; 0 trains on the contrastive loss only).
         head: the InfoNCE head (official SGL: ``all`` negatives, ``sum``, τ = 0.2).
         regenerate: ``epoch`` or ``batch``.
         **kwargs: :class:`LightGCN` arguments.
@@ -34,6 +36,7 @@ class SGL(LightGCN):
         train_items: torch.Tensor,
         augmenter: GraphAugmenter,
         ssl_weight: float = 0.1,
+        bpr_weight: float = 1.0,
         head: InfoNCEHead | None = None,
         regenerate: str = "epoch",
         **kwargs: Any,
@@ -45,6 +48,7 @@ class SGL(LightGCN):
         self.register_buffer("train_items", train_items, persistent=False)
         self.augmenter = augmenter
         self.ssl_weight = ssl_weight
+        self.bpr_weight = bpr_weight
         self.head = head if head is not None else InfoNCEHead()
         self.regenerate = regenerate
         self.views: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
@@ -67,6 +71,4 @@ class SGL(LightGCN):
             self.views = (self.draw_view(), self.draw_view())
         v1, v2 = (self.split(combine_layers(self.layers(v), self.weights)) for v in self.views)
         ssl = self.head(v1, v2, users, pos)
-        out["ssl"] = ssl
-        out["total"] = out["bpr"] + self.ssl_weight * ssl + out["reg"]
-        return out
+        return with_ssl(out, ssl, self.ssl_weight, self.bpr_weight)

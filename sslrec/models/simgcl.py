@@ -8,6 +8,7 @@ import torch
 
 from sslrec.augment import EmbeddingAugmenter, UniformNoise
 from sslrec.losses import InfoNCEHead
+from sslrec.models.base import with_ssl
 from sslrec.models.lightgcn import LightGCN, combine_layers
 
 
@@ -21,6 +22,7 @@ class SimGCL(LightGCN):
     Args:
         noise: the embedding augmenter (default: uniform noise, ``ε = 0.1``).
         ssl_weight: ``λ``.
+        bpr_weight: weight of the BPR term (1; 0 trains on the contrastive loss only).
         head: InfoNCE head (official: ``in_batch`` unique ids, ``mean``, τ = 0.2).
         fused: propagate the clean and both noisy encoders as one wide matrix
             (:meth:`LightGCN.layers_of_views`); ``experiments/bench_epoch.py`` measures both.
@@ -31,6 +33,7 @@ class SimGCL(LightGCN):
         self,
         noise: EmbeddingAugmenter | None = None,
         ssl_weight: float = 0.5,
+        bpr_weight: float = 1.0,
         head: InfoNCEHead | None = None,
         fused: bool = False,
         **kwargs: Any,
@@ -40,6 +43,7 @@ class SimGCL(LightGCN):
         self.fused = fused
         self.noise = noise if noise is not None else UniformNoise(0.1)
         self.ssl_weight = ssl_weight
+        self.bpr_weight = bpr_weight
         self.head = head if head is not None else InfoNCEHead(0.2, "in_batch", "mean")
 
     def loss(
@@ -49,6 +53,4 @@ class SimGCL(LightGCN):
         clean, noisy1, noisy2 = (self.split(combine_layers(v, self.weights)) for v in views)
         out = self.bpr_and_reg(*clean, users, pos, neg)
         ssl = self.head(noisy1, noisy2, users, pos)
-        out["ssl"] = ssl
-        out["total"] = out["bpr"] + self.ssl_weight * ssl + out["reg"]
-        return out
+        return with_ssl(out, ssl, self.ssl_weight, self.bpr_weight)

@@ -8,6 +8,7 @@ import torch
 
 from sslrec.augment import EmbeddingAugmenter, UniformNoise
 from sslrec.losses import InfoNCEHead
+from sslrec.models.base import with_ssl
 from sslrec.models.lightgcn import LightGCN, combine_layers
 
 
@@ -21,6 +22,7 @@ class XSimGCL(LightGCN):
     Args:
         noise: embedding augmenter (default uniform, ``ε = 0.2``).
         ssl_weight: ``λ``.
+        bpr_weight: weight of the BPR term (1; 0 trains on the contrastive loss only).
         cl_layer: ``l*`` in ``1..K``.
         head: InfoNCE head (official: ``in_batch``, ``mean``, τ = 0.15).
         **kwargs: :class:`LightGCN` arguments.
@@ -30,6 +32,7 @@ class XSimGCL(LightGCN):
         self,
         noise: EmbeddingAugmenter | None = None,
         ssl_weight: float = 0.2,
+        bpr_weight: float = 1.0,
         cl_layer: int = 1,
         head: InfoNCEHead | None = None,
         **kwargs: Any,
@@ -40,6 +43,7 @@ class XSimGCL(LightGCN):
             raise ValueError(f"cl_layer must be in 1..{self.num_layers}, got {cl_layer}")
         self.noise = noise if noise is not None else UniformNoise(0.2)
         self.ssl_weight = ssl_weight
+        self.bpr_weight = bpr_weight
         self.cl_layer = cl_layer
         self.head = head if head is not None else InfoNCEHead(0.15, "in_batch", "mean")
 
@@ -50,6 +54,4 @@ class XSimGCL(LightGCN):
         final = self.split(combine_layers(layers, self.weights))
         out = self.bpr_and_reg(*final, users, pos, neg)
         ssl = self.head(final, self.split(layers[self.cl_layer]), users, pos)
-        out["ssl"] = ssl
-        out["total"] = out["bpr"] + self.ssl_weight * ssl + out["reg"]
-        return out
+        return with_ssl(out, ssl, self.ssl_weight, self.bpr_weight)
