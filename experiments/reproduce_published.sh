@@ -19,4 +19,4 @@ for name in "${experiments[@]}"; do
   python -m sslrec +experiment="$name" logger=none hydra.run.dir="$out/$name" \
     > "$out/$name.log" 2>&1 || echo "$name failed: see $out/$name.log"
 done
-python experiments/summarize.py "$out" || true
+python -m sslrec.report "$out" --out "$out/report" --split test || true

@@ -1,0 +1,51 @@
+"""CLI: ``python -m sslrec.report DIR [DIR ...] [--out OUTDIR] [--metric M ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sslrec.report import DEFAULT_METRICS, build_report, write_report
+from sslrec.report.stats import TESTS
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sslrec.report",
+        description="Summarise run directories into report.md, report.csv and PNG plots.",
+    )
+    parser.add_argument("dirs", nargs="+", help="run directories or folders searched for them")
+    parser.add_argument("--out", default="report", help="output folder (default: ./report)")
+    parser.add_argument("--metric", nargs="+", default=list(DEFAULT_METRICS), dest="metrics")
+    parser.add_argument(
+        "--baseline", default=None, help="label substring of the baseline (default: lightgcn)"
+    )
+    parser.add_argument("--split", default="test", help="results split (default: test)")
+    parser.add_argument("--test", choices=TESTS, default="ttest", help="paired test vs baseline")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Build and write the report; print the files written. Returns the exit status."""
+    args = parse_args(argv)
+    try:
+        report = build_report(args.dirs, args.metrics, args.baseline, args.split, args.test)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not report.groups:
+        print(f"error: no run directories (with config.yaml) under {args.dirs}", file=sys.stderr)
+        return 1
+    n_runs = sum(len(g.runs) for g in report.groups)
+    print(
+        f"{n_runs} runs, {len(report.groups)} configurations, {len(report.unfinished)} unfinished"
+    )
+    for path in write_report(report, args.out):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
