@@ -39,7 +39,12 @@ def _config(model: str, seed: int, **model_kw: object) -> dict:
 
 
 def make_run(
-    path: Path, config: dict, recall: float | None, ndcg: float = 0.1, error: str | None = None
+    path: Path,
+    config: dict,
+    recall: float | None,
+    ndcg: float = 0.1,
+    error: str | None = None,
+    split: str = "test",
 ) -> Path:
     """Write config.yaml, metrics.jsonl (3 epochs) and, if ``recall`` is given, results.json."""
     path.mkdir(parents=True)
@@ -49,7 +54,7 @@ def make_run(
         value = (recall or 0.1) * epoch / 3
         losses = {"bpr": 0.7 / epoch, "reg": 1e-4, "ssl": 5.0 / epoch, "total": 1.0}
         metrics = {"recall@20": value, "ndcg@20": ndcg * epoch / 3}
-        row = {"epoch": epoch, "split": "test", "losses": losses, "metrics": metrics}
+        row = {"epoch": epoch, "split": split, "losses": losses, "metrics": metrics}
         lines.append(json.dumps(row))
     (path / "metrics.jsonl").write_text("\n".join(lines) + '\n{"epoch": 4, "spl')
     if recall is not None:
@@ -202,6 +207,19 @@ def test_each_dataset_is_tested_against_its_own_baseline(tmp_path: Path) -> None
         assert p == pytest.approx(1 - t / math.sqrt(t**2 + 2))
     md = (write_report(report, tmp_path / "out")[0]).read_text()
     assert "| lightgcn dataset=gowalla | 3 |" in md and md.count("| baseline |") == 2
+
+
+def test_validation_protocol_curves_come_from_valid_rows(tmp_path: Path) -> None:
+    """Validation protocol: metrics.jsonl holds only valid rows; a test-split table still gets
+    the validation curves and loss plots."""
+    for seed in SEEDS:
+        cfg = _config("LightGCN", seed)
+        make_run(tmp_path / f"r{seed}", cfg, LIGHTGCN_RECALL[seed], split="valid")
+    report = build_report([tmp_path], split="test")
+    assert all(len(r.history) == 3 for g in report.groups for r in g.runs)
+    assert report.rows[0].mean["recall@20"] == pytest.approx(0.21)  # from results.json's test
+    names = {p.name for p in write_report(report, tmp_path / "out")}
+    assert {"curve_recall@20.png", "loss_components.png"} <= names
 
 
 def test_unfinished_runs_listed_not_fatal(sweep: Path, tmp_path: Path) -> None:

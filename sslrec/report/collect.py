@@ -117,12 +117,18 @@ def _error_text(run_dir: Path) -> str | None:
 
 
 def load_run(run_dir: Path, split: str = "test") -> Run:
-    """Read one run directory; a missing results.json means running, or failed if errors exist."""
+    """Read one run directory; a missing results.json means running, or failed if errors exist.
+
+    ``results`` holds results.json's ``split`` section; ``history`` the metrics.jsonl rows.
+    """
     try:
         config = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
     except yaml.YAMLError as exc:
         return Run(run_dir, {}, "failed", error=f"unreadable config.yaml: {exc}")
-    history = [r for r in _read_jsonl(run_dir / "metrics.jsonl") if r.get("split") == split]
+    # the per-evaluation curve: rows of ``split`` if the run evaluated on it during training
+    # (protocol paper: test), else the split it selected on (validation protocol: valid)
+    rows = _read_jsonl(run_dir / "metrics.jsonl")
+    history = [r for r in rows if r.get("split") == split] or rows
     error = _error_text(run_dir)
     results_path = run_dir / "results.json"
     if not results_path.is_file():

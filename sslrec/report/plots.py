@@ -70,7 +70,10 @@ def plot_curve(report: Report, metric: str, path: Path) -> Path | None:
         drawn = True
     if not drawn:
         return None
-    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} ({report.split}), min–max over seeds")
+    splits = "/".join(
+        sorted({str(h.get("split")) for g in report.groups for r in g.runs for h in r.history})
+    )
+    ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} ({splits}), min–max over seeds")
     ax.legend(fontsize=7)
     return _save(fig, path)
 
