@@ -12,7 +12,14 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
-@pytest.mark.parametrize("name", ["quickstart.ipynb"])
+# what each notebook must print when it ran through
+EXPECTED = {
+    "quickstart.ipynb": ("user 0:", "test:"),
+    "ablation.ipynb": ("12 runs, 4 configurations, 0 unfinished", "xsimgcl", "seeds=3"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_notebook_executes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSLREC_NOTEBOOK_EPOCHS", "5")
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -24,4 +31,5 @@ def test_notebook_executes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
         out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
         for out in cell.get("outputs", [])
     )
-    assert "user 0:" in text and "test:" in text
+    for expected in EXPECTED[name]:
+        assert expected in text, f"{name}: {expected!r} not in its output"

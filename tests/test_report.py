@@ -222,6 +222,18 @@ def test_validation_protocol_curves_come_from_valid_rows(tmp_path: Path) -> None
     assert {"curve_recall@20.png", "loss_components.png"} <= names
 
 
+def test_jobs_in_numeric_order(tmp_path: Path) -> None:
+    """Multirun job folders 0..11 come in job order (10 after 9), so rows follow the sweep."""
+    models = ["LightGCN", "SimGCL", "MF"]
+    for num in (0, 1, 2, 9, 10, 11):
+        make_run(tmp_path / f"{num}-job", _config(models[num % 3], num), 0.2)
+    report = build_report([tmp_path])
+    assert [r.path.name for g in report.groups for r in g.runs] == [
+        "0-job", "9-job", "1-job", "10-job", "2-job", "11-job"
+    ]
+    assert [g.model for g in report.groups] == ["lightgcn", "simgcl", "mf"]
+
+
 def test_unfinished_runs_listed_not_fatal(sweep: Path, tmp_path: Path) -> None:
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "config.yaml").write_text("model: [unclosed\n")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +94,12 @@ def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
         for cfg in [root / "config.yaml", *root.rglob("config.yaml")]:
             if cfg.is_file() and ".hydra" not in cfg.parent.parts:
                 found.add(cfg.parent.resolve())
-    return sorted(found)
+    return sorted(found, key=natural_key)
+
+
+def natural_key(path: Path) -> list[tuple[int, int | str]]:
+    """Sort key putting multirun job ``2-…`` before ``10-…``: digit runs compare as numbers."""
+    return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", str(path)) if t]
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
