@@ -153,3 +153,36 @@ def test_wandb_logger_records_losses_every_epoch(tmp_path, monkeypatch):
         (1, {"epoch": 1, "loss/bpr": 0.5, "loss/ssl": 2.0}),
         (2, {"epoch": 2, "loss/bpr": 0.4, "valid/recall@20": 0.3}),
     ]
+
+
+def test_wandb_failure_warns_and_stops_only_wandb(caplog):
+    """A failing dashboard call (network, quota, a wandb bug) turns wandb off for the rest of
+    the run with a warning; it never raises into training."""
+    from sslrec.logging import WandbLogger
+
+    calls = []
+
+    class BrokenRun:
+        @property
+        def summary(self):
+            raise RuntimeError("summary down")
+
+        def log(self, data, step):
+            calls.append(step)
+            raise ConnectionError("wandb unreachable")
+
+        def finish(self):
+            calls.append("finish")
+
+    logger = WandbLogger(mode="disabled")
+    logger.run = BrokenRun()
+    with caplog.at_level("WARNING", logger="sslrec"):
+        logger.log({"epoch": 1, "split": "train", "losses": {"bpr": 0.5}})
+        logger.log({"epoch": 2, "split": "train", "losses": {"bpr": 0.4}})  # wandb is off now
+        logger.summary({"valid": {"recall@20": 0.3}})
+        logger.finish()
+    assert calls == [1, "finish"] and logger.run is None
+    assert "wandb log failed, wandb stops for this run" in caplog.text
+    logger.run = BrokenRun()  # the summary fails on its own
+    logger.summary({"valid": {"recall@20": 0.3}, "best_epoch": 5})
+    assert logger.run is None and "wandb summary failed" in caplog.text
