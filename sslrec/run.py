@@ -199,6 +199,9 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         ):
             results[key] = float(np.mean([r[field] for r in evals])) if evals else 0.0
         results["dataset"] = data.stats() | {"name": data.name}
+        # where it ran: a SLURM or joblib job's results say which device and how many threads
+        results["device"] = str(device)
+        results["threads"] = torch.get_num_threads()
         results["total_seconds"] = time.perf_counter() - t_start
         user_emb, item_emb = model.embeddings()
         arrays = {"user": user_emb.cpu().numpy(), "item": item_emb.cpu().numpy()}

@@ -49,6 +49,8 @@ def test_contract_on_custom_dataset(tmp_path, tiny_dataset_dir, model):
         assert {"recall@20", "ndcg@20"} <= set(r["metrics"])
     res = json.loads((out / "results.json").read_text())
     assert {"valid", "test", "best_epoch", "protocol", "seconds"} <= set(res)
+    assert res["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert res["threads"] >= 1
     assert {"recall@20", "ndcg@20", "recall@10", "ndcg@50"} <= set(res["test"])
     emb = np.load(out / "embeddings.npz")
     assert emb["user"].shape == (40, 64) and emb["item"].shape == (60, 64)

@@ -203,7 +203,8 @@ def test_joblib_sweep_writes_every_job(joblib_sweep):
         assert cfg["seed"] == 1 and cfg["threads"] == 1
         assert cfg["model"]["_target_"].lower().endswith(model)
         assert (job / "metrics.jsonl").read_text().strip()
-        assert json.loads((job / "results.json").read_text())["epochs_run"] == 1
+        res = json.loads((job / "results.json").read_text())
+        assert res["epochs_run"] == 1 and res["threads"] == 1
         assert not (job / "error.txt").exists()
         # the wandb offline run exists and carries the sweep's shared group
         log_lines = [
