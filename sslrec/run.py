@@ -7,7 +7,6 @@ plain arguments or typed dataclasses.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import time
@@ -16,12 +15,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sslrec.data import DatasetSpec, Interactions, load_dataset, split_validation
 from sslrec.evaluation import Evaluator
 from sslrec.graph import normalized_adjacency
+from sslrec.logging import read_jsonl
 from sslrec.train import Trainer, TrainerConfig, save_json, seed_everything
 from sslrec.train.checkpoint import save_bytes, save_text
 
@@ -72,6 +74,11 @@ def run_name(cfg: DictConfig) -> str:
     return "-".join(parts)
 
 
+def _hydra_runtime() -> DictConfig | None:
+    """The ``hydra`` node of the job being run, ``None`` outside a Hydra run (a direct call)."""
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
 def sweep_group(cfg: DictConfig) -> str | None:
     """wandb group: ``logger.group`` if set; in a multirun, one name shared by all its jobs:
     the sweep preset (``+sweep=NAME``) or the job name, plus the sweep folder's last two
@@ -79,15 +86,10 @@ def sweep_group(cfg: DictConfig) -> str | None:
     group = cfg.get("logger", {}).get("group")
     if group:
         return str(group)
+    hc = _hydra_runtime()
+    if hc is None or hc.mode != RunMode.MULTIRUN:
+        return None
     try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if not HydraConfig.initialized():
-            return None
-        hc = HydraConfig.get()
-        if hc.mode != RunMode.MULTIRUN:
-            return None
         label = hc.runtime.choices.get("sweep") or hc.job.name
         stamp = "_".join(Path(str(hc.sweep.dir)).parts[-2:])
         return f"{label}-{stamp}"
@@ -101,15 +103,10 @@ def launcher_threads() -> int | None:
     joblib, so that 2 jobs on 2 cores run 1 thread each instead of oversubscribing;
     ``cpus_per_task`` under submitit (SLURM or local); ``None`` otherwise. The command line's
     ``threads=`` always wins."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if not HydraConfig.initialized():
-            return None
-        launcher = HydraConfig.get().launcher
-        n_jobs, cpus = launcher.get("n_jobs"), launcher.get("cpus_per_task")
-    except Exception:  # no hydra runtime
+    hc = _hydra_runtime()
+    if hc is None:
         return None
+    n_jobs, cpus = hc.launcher.get("n_jobs"), hc.launcher.get("cpus_per_task")
     if cpus:
         return int(cpus)
     if not n_jobs:
@@ -192,7 +189,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         results = trainer.fit()
         results["baselines"] = {"most_popular": evaluator.most_popular("test")}
         # means over the evaluation records (each holds its epoch's training time)
-        evals = _records(out / "metrics.jsonl")
+        evals = read_jsonl(out / "metrics.jsonl")
         for key, field in (
             ("seconds_per_epoch", "train_seconds"),
             ("seconds_per_eval", "eval_seconds"),
@@ -217,8 +214,3 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     print(f"outputs in {out}")
     return results
 
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

@@ -7,6 +7,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file (``[]`` if it is missing); blank lines and a line cut
+    short by a killed writer are skipped."""
+    path = Path(path)
+    rows = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
 class RunLogger(Protocol):
     """Receives one record per evaluation and the final summary."""
 

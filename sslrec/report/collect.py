@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from sslrec.logging.base import read_jsonl
+
 # Keys that do not define a variant: the seed, and bookkeeping. A trailing "." means a prefix.
 IGNORED_KEYS = (
     "seed",
@@ -102,17 +104,6 @@ def natural_key(path: Path) -> list[tuple[int, int | str]]:
     return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", str(path)) if t]
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """JSON lines of a file, skipping blank or partially written lines."""
-    rows = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
 def _error_text(run_dir: Path) -> str | None:
     """First non-empty line of an error file, '' if the file is empty, None if there is none."""
     for pattern in ERROR_FILES:
@@ -133,7 +124,7 @@ def load_run(run_dir: Path, split: str = "test") -> Run:
         return Run(run_dir, {}, "failed", error=f"unreadable config.yaml: {exc}")
     # the per-evaluation curve: rows of ``split`` if the run evaluated on it during training
     # (protocol paper: test), else the split it selected on (validation protocol: valid)
-    rows = _read_jsonl(run_dir / "metrics.jsonl")
+    rows = read_jsonl(run_dir / "metrics.jsonl")
     history = [r for r in rows if r.get("split") == split] or rows
     error = _error_text(run_dir)
     results_path = run_dir / "results.json"
