@@ -28,6 +28,7 @@ def config_dir() -> str:
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float:
     from sslrec.run import run
+    from sslrec.runtime import is_optuna
 
     hc = HydraConfig.get()
     out = hc.runtime.output_dir
@@ -37,34 +38,33 @@ def main(cfg: DictConfig) -> float:
         try:
             results = run(cfg, out)
         except Exception:
-            from sslrec.train.checkpoint import save_text
+            from sslrec.io import save_text
 
             tb = traceback.format_exc()
             Path(out).mkdir(parents=True, exist_ok=True)
             save_text(tb, Path(out) / "error.txt")
             log.error("job %s failed, traceback in %s:\n%s", hc.job.num, out, tb)
-            if _optuna(hc):
+            if is_optuna(hc):
                 raise  # a failed trial; a NaN return would crash the whole study
             return float("nan")
     value = float(results["valid"].get(cfg.trainer.metric, results["test"][cfg.trainer.metric]))
-    if math.isnan(value) and hc.mode == RunMode.MULTIRUN and _optuna(hc):
+    if math.isnan(value) and hc.mode == RunMode.MULTIRUN and is_optuna(hc):
         raise ValueError(f"{cfg.trainer.metric} is NaN: the trial failed")
     return value
 
 
-def _optuna(hc: DictConfig) -> bool:
-    """Whether the sweeper is Optuna's, which takes a raised job as a failed trial but aborts
-    the study on a NaN value (hydra-optuna-sweeper tells optuna FAIL together with the NaN)."""
-    return "optuna" in str(hc.sweeper.get("_target_", "")).lower()
-
-
 def cli() -> None:
     """``sslrec report DIR ...`` (or ``python -m sslrec report ...``) writes a report of run
-    directories; anything else is a Hydra run or sweep."""
+    directories, ``sslrec prepare INPUT ...`` a dataset folder; anything else is a Hydra run or
+    sweep."""
     if len(sys.argv) > 1 and sys.argv[1] == "report":
         from sslrec.report.__main__ import main as report
 
         raise SystemExit(report(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "prepare":
+        from sslrec.prepare_cli import main as prepare
+
+        raise SystemExit(prepare(sys.argv[2:]))
     main()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -40,3 +42,8 @@ def random_graph(
     mask = rng.random((n_users, n_items)) < density
     u, i = np.nonzero(mask)
     return u.astype(np.int64), i.astype(np.int64)
+
+
+def triples(sampler) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(users, pos, neg)`` of each batch of one epoch of ``sampler``."""
+    return ((b.users, b.pos, b.neg) for b in sampler.epoch())

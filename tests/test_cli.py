@@ -58,8 +58,8 @@ def test_contract_on_custom_dataset(tmp_path, tiny_dataset_dir, model):
     # anyone can recompute the test metrics from the exported embeddings
     data = split_validation(
         load_dataset(DatasetSpec(name="custom", path=str(tiny_dataset_dir))),
-        cfg["valid_fraction"],
-        cfg["split_seed"],
+        cfg["dataset"]["valid_fraction"],
+        cfg["dataset"]["split_seed"],
     )
     again = Evaluator(data).evaluate(
         torch.from_numpy(emb["user"]), torch.from_numpy(emb["item"]), "test"

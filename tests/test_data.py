@@ -18,6 +18,7 @@ from sslrec.data import (
     split_validation,
 )
 from tests.conftest import SHARED_DATA
+from tests.reference import triples
 
 
 def write(tmp_path, name, text):
@@ -214,14 +215,14 @@ def test_negatives_are_never_train_positives(dense_train, protocol):
     sampler = BPRSampler(dense_train, 64, protocol, seed=1)
     dense = dense_train.toarray() > 0
     for _ in range(5):
-        for u, p, n in sampler.epoch():
+        for u, p, n in triples(sampler):
             assert dense[u.numpy(), p.numpy()].all()
             assert not dense[u.numpy(), n.numpy()].any()
 
 
 def test_interaction_protocol_visits_each_pair_once(dense_train):
     sampler = BPRSampler(dense_train, 50, "interaction", seed=2)
-    batches = list(sampler.epoch())
+    batches = list(triples(sampler))
     assert [len(b[0]) for b in batches[:-1]] == [50] * (len(batches) - 1)
     assert len(batches) == len(sampler)
     pairs = sorted(
@@ -249,7 +250,7 @@ def test_user_uniform_draws_users_uniformly():
 
 def test_sampler_is_seeded(dense_train):
     def first(seed):
-        return [t.numpy().copy() for t in next(BPRSampler(dense_train, 40, seed=seed).epoch())]
+        return [t.numpy().copy() for t in next(triples(BPRSampler(dense_train, 40, seed=seed)))]
 
     a, b, c = first(5), first(5), first(6)
     assert all((x == y).all() for x, y in zip(a, b, strict=True))

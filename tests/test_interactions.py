@@ -21,7 +21,8 @@ from sslrec.data import (
     read_triples,
     split_validation,
 )
-from sslrec.data.interactions import pairs_to_csr
+from sslrec.data.interactions import SPARSE_SLACK, pairs_to_csr
+from sslrec.data.readers import ID_LIMIT
 
 LOGGER = "sslrec.data.interactions"
 SHARED_DATA = Path(
@@ -242,13 +243,20 @@ def random_interactions(seed: int = 0, n_users: int = 120, n_items: int = 80) ->
         train_rows.append(items[:deg])
         test_rows.append(items[deg:])
     train = sp.csr_matrix(
-        (np.ones(sum(map(len, train_rows)), np.float32),
-         (np.repeat(np.arange(n_users), [len(r) for r in train_rows]), np.concatenate(train_rows))),
+        (
+            np.ones(sum(map(len, train_rows)), np.float32),
+            (
+                np.repeat(np.arange(n_users), [len(r) for r in train_rows]),
+                np.concatenate(train_rows),
+            ),
+        ),
         shape=(n_users, n_items),
     )
     test = sp.csr_matrix(
-        (np.ones(2 * n_users, np.float32),
-         (np.repeat(np.arange(n_users), 2), np.concatenate(test_rows))),
+        (
+            np.ones(2 * n_users, np.float32),
+            (np.repeat(np.arange(n_users), 2), np.concatenate(test_rows)),
+        ),
         shape=(n_users, n_items),
     )
     train.sort_indices()
@@ -440,7 +448,7 @@ def test_triples_folder_shares_one_id_map(tmp_path):
 def test_unknown_format_is_rejected(tmp_path):
     write(tmp_path, "train.txt", "0 1\n")
     write(tmp_path, "test.txt", "0 0\n")
-    with pytest.raises(ValueError, match="dataset.format must be 'adjacency' or 'triples'"):
+    with pytest.raises(ValueError, match="dataset.format must be 'adjacency'"):
         load_dataset(DatasetSpec(name="c", path=str(tmp_path), format="parquet"))
 
 
@@ -518,3 +526,168 @@ def test_pairs_to_csr_is_binary_even_with_repeated_pairs():
     mat = pairs_to_csr(np.array([0, 1, 0, 0]), np.array([2, 0, 2, 1]), 2, 3)
     assert mat.shape == (2, 3) and mat.nnz == 3 and mat.has_sorted_indices
     np.testing.assert_array_equal(mat.toarray(), [[0, 1, 1], [1, 0, 0]])
+
+
+# -- sparse id spaces ------------------------------------------------------------------------
+def adjacency_text(n_users: int, stray: dict[int, str] | None = None, first_item: int = 0) -> str:
+    """``n_users`` lines ``u i i+1``; ``stray`` replaces line ``k`` (1-based) by its text."""
+    rows = [f"{u} {first_item + u % 50} {first_item + 1 + u % 50}" for u in range(n_users)]
+    for k, text in (stray or {}).items():
+        rows[k - 1] = text
+    return "\n".join(rows) + "\n"
+
+
+def test_stray_large_user_id_stops_at_load(tmp_path):
+    train = adj(tmp_path, "train.txt", adjacency_text(300, {57: "2000000 3 4"}))
+    test = adj(tmp_path, "test.txt", adjacency_text(300, first_item=60))
+    with pytest.raises(DataFormatError) as err:
+        build_interactions("t", train, test)
+    msg = located(err, tmp_path / "train.txt", 57)
+    assert "user id 2,000,000 makes the inferred user count 2,000,001" in msg
+    assert "only 301 distinct user ids occur" in msg  # 0..299 and the stray one
+    assert "expected ids 0..n-1 with few gaps" in msg
+    for hint in ("dataset.format=triples", "dataset.n_users", "dataset.allow_sparse_ids=true"):
+        assert hint in msg
+
+
+def test_stray_large_item_id_in_test_names_the_test_line(tmp_path):
+    train = adj(tmp_path, "train.txt", adjacency_text(300))
+    test = adj(tmp_path, "test.txt", adjacency_text(300, {5: "4 60 61", 9: "8 62 99999999"}, 60))
+    with pytest.raises(DataFormatError) as err:
+        build_interactions("t", train, test)
+    msg = located(err, tmp_path / "test.txt", 9)
+    assert "item id 99,999,999" in msg and "dataset.n_items" in msg
+
+
+def test_largest_id_named_at_its_first_occurrence_train_before_test(tmp_path):
+    train = adj(tmp_path, "train.txt", "0 1\n1 0\n\n99999 2\n")
+    test = adj(tmp_path, "test.txt", "99999 3\n")
+    with pytest.raises(DataFormatError) as err:
+        build_interactions("t", train, test)
+    located(err, tmp_path / "train.txt", 4)
+
+
+def test_sparse_rule_boundary_small_id_counts(tmp_path):
+    # two distinct users {0, x}: size x + 1 is allowed up to 2 + SPARSE_SLACK
+    test = adj(tmp_path, "test.txt", "0 2\n")
+    ok = adj(tmp_path, "ok.txt", f"0 1\n{SPARSE_SLACK + 1} 0\n")
+    assert build_interactions("t", ok, test).n_users == SPARSE_SLACK + 2
+    bad = adj(tmp_path, "bad.txt", f"0 1\n{SPARSE_SLACK + 2} 0\n")
+    with pytest.raises(DataFormatError, match="allow_sparse_ids"):
+        build_interactions("t", bad, test)
+
+
+def test_sparse_rule_boundary_factor_two(tmp_path):
+    # 20,000 distinct items 0..19,999 plus one more: size may be at most 2 x 20,001
+    rows = "\n".join(f"{u} {2 * u} {2 * u + 1}" for u in range(10_000))
+    test = adj(tmp_path, "test.txt", "0 5\n")
+    ok = adj(tmp_path, "ok.txt", rows + "\n1 40001\n")
+    assert build_interactions("t", ok, test).n_items == 40_002
+    bad = adj(tmp_path, "bad.txt", rows + "\n1 40002\n")
+    with pytest.raises(DataFormatError) as err:
+        build_interactions("t", bad, test)
+    assert "only 20,001 distinct item ids" in located(err, tmp_path / "bad.txt", 10_001)
+
+
+def test_small_gaps_and_test_only_users_are_fine(tmp_path):
+    # LightGCN-style: ids 0..n-1, some users only in test, some ids absent altogether
+    train = adj(tmp_path, "train.txt", "0 1 2\n2 0\n5 7\n")
+    test = adj(tmp_path, "test.txt", "1 3\n9 4\n")
+    data = build_interactions("t", train, test)
+    assert (data.n_users, data.n_items) == (10, 8)
+
+
+def test_allow_sparse_ids_keeps_the_sparse_space(tmp_path):
+    train = adj(tmp_path, "train.txt", "0 1\n1 2\n50000 3\n")
+    test = adj(tmp_path, "test.txt", "0 2\n")
+    with pytest.raises(DataFormatError):
+        build_interactions("t", train, test)
+    data = build_interactions("t", train, test, allow_sparse_ids=True)
+    assert data.n_users == 50_001 and data.train.nnz == 3
+
+
+def test_allow_sparse_ids_through_load_dataset(tmp_path):
+    write(tmp_path, "train.txt", "0 1\n1 2\n" + "70000 0 3\n")
+    write(tmp_path, "test.txt", "0 0\n")
+    with pytest.raises(DataFormatError) as err:
+        load_dataset(DatasetSpec(name="c", path=str(tmp_path)))
+    located(err, tmp_path / "train.txt", 3)
+    data = load_dataset(DatasetSpec(name="c", path=str(tmp_path), allow_sparse_ids=True))
+    assert data.n_users == 70_001
+    assert DatasetSpec(name="x").allow_sparse_ids is False
+
+
+def test_explicit_sizes_use_the_range_check_not_the_sparsity_check(tmp_path):
+    train = adj(tmp_path, "train.txt", "0 1\n1 2\n2000000 3\n")
+    test = adj(tmp_path, "test.txt", "0 2\n")
+    with pytest.raises(DataFormatError) as err:
+        build_interactions("t", train, test, n_users=300, n_items=4)
+    assert "user id 2000000 out of range" in located(err, tmp_path / "train.txt", 3)
+    # a given n_users with inferred n_items: only the item space is checked for sparsity
+    data = build_interactions("t", train, test, n_users=2_000_001)
+    assert (data.n_users, data.n_items) == (2_000_001, 4)
+
+
+def test_triples_ids_are_never_sparse(tmp_path):
+    ids = IdMap()
+    train = read_triples(write(tmp_path, "train.csv", "u2000000,i9\nu7,i99999999\n"), ids)
+    test = read_triples(write(tmp_path, "test.csv", "u7,i9\n"), ids)
+    data = build_interactions("t", train, test, id_map=ids)
+    assert (data.n_users, data.n_items) == (2, 2)
+
+
+@pytest.mark.parametrize("size", [-1, ID_LIMIT + 1, 2**40])
+def test_explicit_sizes_outside_the_id_limit_are_rejected(tmp_path, size):
+    # on n_items, so that a regression allocates nothing big (a CSR of 2 rows)
+    train, test = adj(tmp_path, "a.txt", "0 1\n"), adj(tmp_path, "b.txt", "0 0\n")
+    with pytest.raises(ValueError, match="n_items must be between 0 and 2,147,483,647"):
+        build_interactions("t", train, test, n_users=2, n_items=size)
+
+
+@pytest.mark.parametrize("name", ["gowalla", "yelp2018"])
+def test_benchmark_datasets_load_with_inferred_sizes(name):
+    if not (SHARED_DATA / name).is_dir():
+        pytest.skip(f"shared {name} not present")
+    data = load_dataset(DatasetSpec(name=name, path=str(SHARED_DATA / name)))
+    assert (data.n_users, data.n_items) == {"gowalla": (29858, 40981), "yelp2018": (31668, 38048)}[
+        name
+    ]
+
+
+# -- items unseen in training ----------------------------------------------------------------
+def test_every_test_item_unseen_in_training_is_warned(tmp_path, caplog):
+    train = adj(tmp_path, "train.txt", "0 0 1\n1 2\n")
+    test = adj(tmp_path, "test.txt", "0 3\n1 4 3\n")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        build_interactions("mini", train, test)
+    msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(msgs) == 1, msgs
+    assert "mini: no test item" in msgs[0] and str(tmp_path / "test.txt") in msgs[0]
+    assert "every test item is unseen in training" in msgs[0]
+
+
+def test_every_valid_item_unseen_in_training_is_warned(tmp_path, caplog):
+    train = adj(tmp_path, "train.txt", "0 0 1\n1 2\n")
+    valid = adj(tmp_path, "valid.txt", "0 5\n")
+    test = adj(tmp_path, "test.txt", "0 2\n")
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        build_interactions("mini", train, test, valid)
+    assert f"no valid item ({tmp_path / 'valid.txt'}) has a training interaction" in caplog.text
+    assert "test" not in caplog.text.replace(str(tmp_path), "")
+
+
+def test_mostly_unseen_test_items_log_the_fraction(tmp_path, caplog):
+    train = adj(tmp_path, "train.txt", "0 0 1\n1 2\n")
+    test = adj(tmp_path, "test.txt", "0 2 3 4\n1 0 5\n")  # 3 of 5 test pairs unseen
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        build_interactions("mini", train, test)
+    expected = f"mini: 60.0% of the test interactions ({tmp_path / 'test.txt'}) are with items"
+    assert expected in caplog.text
+
+
+def test_half_or_fewer_unseen_test_items_are_not_warned(tmp_path, caplog):
+    train = adj(tmp_path, "train.txt", "0 0 1\n1 2\n")
+    test = adj(tmp_path, "test.txt", "0 2 3\n1 0 5\n")  # 2 of 4 unseen: exactly 50%
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        build_interactions("mini", train, test)
+    assert not caplog.records

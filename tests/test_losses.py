@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sslrec.losses import L2Reg, bpr_loss
+from sslrec.data import Batch
+from sslrec.losses import L2Reg, bpr_loss, breakdown
 from sslrec.models import MF
 
 # --------------------------------------------------------------------------------------------
@@ -182,6 +183,6 @@ def test_reg_without_negative_rows_selfrec_form():
     reg = L2Reg(weight=0.1, squared=False, apply_to="propagated", include_negative=False)
     model = MF(3, 4, embedding_dim=2, reg=reg)
     users, pos, neg = torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([0, 0])
-    out = model.loss(users, pos, neg)
+    out = breakdown(model.loss(Batch(users, pos, neg)))
     u, p = model.user_embedding.weight[users], model.item_embedding.weight[pos]
     torch.testing.assert_close(out["reg"], 0.1 * (u.norm() + p.norm()) / 2)

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from sslrec.graph import normalized_adjacency
-from sslrec.losses import L2Reg
+from sslrec.data import Batch
+from sslrec.losses import BPRLoss, L2Reg, breakdown
 from sslrec.models import MF, LightGCN, layer_mean_weights
 from tests.reference import edge_list_propagate, random_graph
 
@@ -57,7 +58,7 @@ def test_lightgcn_loss_equals_direct_computation(tiny):
     torch.manual_seed(0)
     model = LightGCN(6, 8, adj, embedding_dim=4, num_layers=2, reg=L2Reg(weight=0.1))
     users, pos, neg = torch.tensor([0, 1, 1]), torch.tensor([2, 3, 0]), torch.tensor([5, 5, 7])
-    out = model.loss(users, pos, neg)
+    out = breakdown(model.loss(Batch(users, pos, neg)))
     e0 = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
     d = adj.to_dense()
     final = (e0 + d @ e0 + d @ (d @ e0)) / 3
@@ -74,9 +75,9 @@ def test_lightgcn_loss_equals_direct_computation(tiny):
 def test_mf_loss_and_propagated_reg():
     torch.manual_seed(0)
     reg = L2Reg(weight=0.5, reduction="sum", squared=False, apply_to="propagated")
-    model = MF(3, 4, embedding_dim=2, reg=reg, bpr_reduction="sum")
+    model = MF(3, 4, embedding_dim=2, reg=reg, loss=BPRLoss(reduction="sum"))
     users, pos, neg = torch.tensor([0, 2]), torch.tensor([1, 3]), torch.tensor([0, 0])
-    out = model.loss(users, pos, neg)
+    out = breakdown(model.loss(Batch(users, pos, neg)))
     uw, iw = model.user_embedding.weight, model.item_embedding.weight
     u, p, n = uw[users], iw[pos], iw[neg]
     bpr = F.softplus((u * n).sum(1) - (u * p).sum(1)).sum()

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from sslrec.data import DataFormatError, IdMap, read_adjacency_list, read_triples
+from sslrec.data.readers import _SEPARATOR, ID_LIMIT
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -179,10 +180,54 @@ def test_triples_header_skip(tmp_path):
     np.testing.assert_allclose(pairs.ratings, [5, 4])
 
 
-def test_triples_without_header_flag_reads_first_line_as_data(tmp_path):
+@pytest.mark.parametrize(
+    "text,line",
+    [
+        ("user,item,rating\nu1,i1,5\n", 1),
+        ("user,item\nu1,i1\n", 1),
+        ("userId\tmovieId\n1\t2\n", 1),
+        ("user_id,item_id,timestamp\n7,8,100\n", 1),
+        ("\n# exported\nUserID, ItemID\n7, 8\n", 3),  # the first data line, after comments
+        ("reviewerID,asin,overall\nA1,B2,5\n", 1),
+    ],
+)
+def test_triples_header_without_header_flag_is_an_error(tmp_path, text, line):
+    p = write(tmp_path, "h.csv", text)
+    err = format_error(read_triples, p, IdMap())
+    assert_located(err, p, line, "looks like a header line", "set dataset.header=true")
+
+
+def test_triples_non_numeric_rating_on_first_line_suggests_header(tmp_path):
+    p = write(tmp_path, "h.csv", "who,what,stars\n1,2,5\n")
+    err = format_error(read_triples, p, IdMap())
+    assert_located(err, p, 1, "expected a numeric rating, got 'stars'", "dataset.header=true")
+    # later lines get no header hint
+    p = write(tmp_path, "h2.csv", "1,2,5\n1,3,x\n")
+    err = format_error(read_triples, p, IdMap())
+    assert_located(err, p, 2, "expected a numeric rating, got 'x'")
+    assert "header" not in str(err)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "u123,i9\nu1,i7\n",
+        "alice,book\nbob,film\n",
+        "user1,item1\nuser2,item1\n",
+        "user,i9\nbob,i9\n",  # only one column looks like a name
+        "42 item\n43 item\n",
+    ],
+)
+def test_triples_raw_ids_that_look_like_words_are_data(tmp_path, text):
     ids = IdMap()
-    pairs = read_triples(write(tmp_path, "h.csv", "user,item\nu1,i1\n"), ids)
-    assert len(pairs.users) == 2 and ids.raw_users() == ["user", "u1"]
+    pairs = read_triples(write(tmp_path, "d.csv", text), ids)
+    assert pairs.lines.tolist() == [1, 2]
+    assert ids.raw_users()[0] == _SEPARATOR.split(text.splitlines()[0])[0]
+
+
+def test_triples_header_flag_skips_a_named_header(tmp_path):
+    pairs = read_triples(write(tmp_path, "h.csv", "userId\tmovieId\n1\t2\n"), IdMap(), header=True)
+    assert pairs.lines.tolist() == [2]
 
 
 def test_triples_comments_and_blank_lines_are_skipped(tmp_path):
@@ -284,3 +329,187 @@ def test_data_format_error_is_a_value_error(tmp_path):
     p = write(tmp_path, "t.txt", "0 x\n")
     with pytest.raises(ValueError):
         read_adjacency_list(p)
+
+
+# -- bytes that are not UTF-8 text -----------------------------------------------------------
+LATIN1 = b"0 1\n1 2\n2 3\n3 4\n4 5\n5 6\n" + "7 caf\u00e9\n".encode("latin-1")
+
+
+@pytest.mark.parametrize("reader", ["adjacency", "triples"])
+def test_latin1_byte_names_line_and_offset(tmp_path, reader):
+    p = tmp_path / "train.txt"
+    p.write_bytes(LATIN1)
+    call = read_adjacency_list if reader == "adjacency" else read_triples
+    args = () if reader == "adjacency" else (IdMap(),)
+    err = format_error(call, p, *args)
+    offset = LATIN1.index(b"\xe9")
+    assert_located(
+        err,
+        p,
+        7,
+        "byte 0xe9",
+        f"at byte offset {offset}",
+        "(column 6 of the line)",
+        "is not valid UTF-8",
+        "expected a UTF-8 text file",
+    )
+
+
+def test_undecodable_byte_offset_counts_the_byte_order_mark(tmp_path):
+    p = tmp_path / "train.csv"
+    p.write_bytes(b"\xef\xbb\xbfa,b\r\nc,\xffd\r\n")
+    err = format_error(read_triples, p, IdMap())
+    assert_located(err, p, 2, "byte 0xff at byte offset 10", "column 3")
+
+
+@pytest.mark.parametrize("reader", ["adjacency", "triples"])
+def test_nul_bytes_look_binary(tmp_path, reader):
+    p = tmp_path / "train.txt"
+    p.write_bytes(b"0 1\n1 2\n2 \x00\x003\n")
+    call = read_adjacency_list if reader == "adjacency" else read_triples
+    args = () if reader == "adjacency" else (IdMap(),)
+    err = format_error(call, p, *args)
+    assert_located(err, p, 3, "NUL byte at byte offset 10", "looks like a binary file")
+
+
+def test_utf16_text_looks_binary(tmp_path):
+    p = tmp_path / "train.txt"
+    p.write_bytes("0 1\n1 2\n".encode("utf-16"))
+    assert_located(format_error(read_adjacency_list, p), p, 1, "looks like a binary file")
+
+
+def test_gzip_renamed_to_train_txt(tmp_path):
+    import gzip
+
+    p = tmp_path / "train.txt"
+    p.write_bytes(gzip.compress(b"0 1 2\n1 0\n" * 100))
+    err = format_error(read_adjacency_list, p)
+    assert_located(err, p, 1, "looks like a gzip-compressed file", "expected a plain-text")
+    assert_located(format_error(read_triples, p, IdMap()), p, 1, "gzip")
+
+
+def test_npy_renamed_to_train_txt(tmp_path):
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.arange(10))
+    p = tmp_path / "train.txt"
+    p.write_bytes(buf.getvalue())
+    assert_located(format_error(read_adjacency_list, p), p, 1, "NumPy .npy array")
+
+
+# -- ids too large ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text,line,what",
+    [
+        ("0 1\n1 99999999999999999999\n", 2, "item"),  # beyond int64
+        ("0 1\n9223372036854775808 1\n", 2, "user"),  # int64 max + 1
+        ("0 1\n\n9223372036854775807 1\n", 3, "user"),  # int64 max
+        (f"0 1\n1 {ID_LIMIT}\n", 2, "item"),
+        ("0 1\n1 2 " + "9" * 5000 + "\n", 2, "item"),  # beyond int()'s 4300-digit limit
+    ],
+    ids=["beyond-int64", "int64-max-plus-1", "int64-max", "id-limit", "5000-digits"],
+)
+def test_adjacency_ids_too_large(tmp_path, text, line, what):
+    p = write(tmp_path, "train.txt", text)
+    err = format_error(read_adjacency_list, p)
+    assert_located(
+        err, p, line, f"expected a non-negative integer {what} id below 2,147,483,647", "got '"
+    )
+    assert len(str(err)) < 300  # a 5000-digit token is shortened
+
+
+def test_adjacency_largest_id_and_zero_padding_accepted(tmp_path):
+    pairs = read_adjacency_list(
+        write(tmp_path, "t.txt", f"0 {ID_LIMIT - 1}\n007 0000000000000000000001\n")
+    )
+    assert pairs.items.tolist() == [ID_LIMIT - 1, 1] and pairs.users.tolist() == [0, 7]
+
+
+# -- other malformed input -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text,line,token",
+    [
+        ("0 1\n+5 2\n", 2, "+5"),
+        ("0 1\n1 5.0\n", 2, "5.0"),
+        ("0 1\n1 1e3\n", 2, "1e3"),
+        ("0 1\n1 1_000\n", 2, "1_000"),  # int() accepts it
+        ("0 1\n1 \u0663\n", 2, "\u0663"),  # ARABIC-INDIC DIGIT THREE: int() accepts it
+        ("0 1\n1 \uff15\n", 2, "\uff15"),  # FULLWIDTH DIGIT FIVE
+        ("0 1\n1 2\u00a03\n", 2, "2\u00a03"),  # a no-break space is not a separator
+        ("0 1\n1 2\x0c3\n", 2, "2\x0c3"),  # nor is a form feed
+        ("0 1\n1 2\u20283\n", 2, "2\u20283"),  # nor a Unicode line separator
+        ("0 1\n1,2,3\n", 2, "1,2,3"),
+        ("0 1\n1 --2\n", 2, "--2"),
+        ("0 1\n1 -\n", 2, "-"),
+    ],
+)
+def test_adjacency_tokens_that_are_not_plain_ids(tmp_path, text, line, token):
+    p = write(tmp_path, "train.txt", text)
+    err = format_error(read_adjacency_list, p)
+    assert_located(err, p, line, "expected a non-negative integer", f"got {token!r}")
+
+
+def test_adjacency_cr_only_line_endings_and_separator_only_lines(tmp_path):
+    pairs = read_adjacency_list(write(tmp_path, "t.txt", "0 1\r \t \r1 2 3\r\n\n2 4"))
+    assert pairs.users.tolist() == [0, 1, 1, 2] and pairs.items.tolist() == [1, 2, 3, 4]
+    assert pairs.lines.tolist() == [1, 3, 3, 5]
+    err = format_error(read_adjacency_list, write(tmp_path, "u.txt", "0 1\r1 x\r\n"))
+    assert err.line == 2
+
+
+def test_adjacency_very_long_line(tmp_path):
+    items = list(range(200_000))
+    p = write(tmp_path, "t.txt", "3 " + " ".join(map(str, items)) + "\n4 1\n")
+    pairs = read_adjacency_list(p)
+    assert pairs.items[:-1].tolist() == items and pairs.lines.tolist() == [1] * 200_000 + [2]
+    p = write(tmp_path, "bad.txt", "0 1\n1 " + "7" * 100_000 + "x\n")
+    err = format_error(read_adjacency_list, p)
+    assert_located(err, p, 2, "(100,001 characters)")
+    assert len(str(err)) < 300
+
+
+@pytest.mark.parametrize(
+    "text,line,expected",
+    [
+        ("u,,i\n", 1, "column 2 is empty"),
+        ("a,b\nu,i,\n", 2, "column 3 is empty"),  # trailing separator
+        ("a,b\n,u,i\n", 2, "column 1 is empty"),
+        ("a,b\n , \n", 2, "column 1 is empty"),  # only separators
+        ("a,b\n,,,\n", 2, "column 1 is empty"),
+        ("a b\nu ,, i\n", 2, "column 2 is empty"),
+    ],
+)
+def test_triples_empty_columns(tmp_path, text, line, expected):
+    p = write(tmp_path, "t.csv", text)
+    err = format_error(read_triples, p, IdMap())
+    assert_located(err, p, line, expected, "separated by one comma or by spaces/tabs")
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-Infinity", "1e999", "\u0663", "1_0", "0x10", "5%"])
+def test_triples_rating_must_be_a_finite_decimal_number(tmp_path, bad):
+    p = write(tmp_path, "t.csv", f"a,b,4\nc,d,{bad}\n")
+    err = format_error(read_triples, p, IdMap())
+    assert_located(err, p, 2, "expected a numeric rating, got")
+
+
+def test_triples_rating_beyond_float32_is_an_error_timestamp_is_not(tmp_path):
+    p = write(tmp_path, "t.csv", "a,b,4,1e300\nc,d,1e39,1\n")
+    assert_located(format_error(read_triples, p, IdMap()), p, 2, "numeric rating, got '1e39'")
+    pairs = read_triples(write(tmp_path, "ok.csv", "a,b,+4.,1e300\nc,d,.5,-1E2\n"), IdMap())
+    np.testing.assert_allclose(pairs.timestamps, [1e300, -100.0])
+    np.testing.assert_allclose(pairs.ratings, [4.0, 0.5])
+
+
+def test_triples_windows_line_endings_tabs_and_cr_only(tmp_path):
+    ids = IdMap()
+    pairs = read_triples(write(tmp_path, "t.tsv", "u1\ti1\t5\r\nu2\t\ti2 \t 4\ru3\ti1\t3\r\n"), ids)
+    assert pairs.lines.tolist() == [1, 2, 3]
+    assert ids.raw_items() == ["i1", "i2"]
+    np.testing.assert_allclose(pairs.ratings, [5, 4, 3])
+
+
+def test_triples_non_ascii_raw_ids_are_kept(tmp_path):
+    ids = IdMap()
+    read_triples(write(tmp_path, "t.csv", "jos\u00e9,caf\u00e9\n\u674e,\u0663\n"), ids)
+    assert ids.raw_users() == ["jos\u00e9", "\u674e"] and ids.raw_items() == ["caf\u00e9", "\u0663"]

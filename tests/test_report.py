@@ -141,8 +141,8 @@ def test_grouping_ignores_seed_and_bookkeeping(sweep: Path) -> None:
     labels = [row.label for row in report.rows]
     assert labels == [
         "lightgcn",
-        "simgcl uniformnoise ssl_weight=0.1",
-        "simgcl uniformnoise ssl_weight=0.5",
+        "simgcl noise ssl_weight=0.1",
+        "simgcl noise ssl_weight=0.5",
     ]
     assert [len(g.runs) for g in report.groups] == [3, 3, 3]
     lightgcn, simgcl, simgcl_05 = report.rows
@@ -161,8 +161,8 @@ def test_two_configs_three_seeds_two_groups(tmp_path: Path) -> None:
         make_run(tmp_path / f"b{seed}", _config("SimGCL", seed, ssl_weight=0.2), 0.3)
     report = build_report([tmp_path])
     assert [r.label for r in report.rows] == [
-        "simgcl uniformnoise ssl_weight=0.1",
-        "simgcl uniformnoise ssl_weight=0.2",
+        "simgcl noise ssl_weight=0.1",
+        "simgcl noise ssl_weight=0.2",
     ]
     assert report.baseline is None and all(math.isnan(r.pvalue["recall@20"]) for r in report.rows)
 
@@ -199,11 +199,11 @@ def test_each_dataset_is_tested_against_its_own_baseline(tmp_path: Path) -> None
             make_run(tmp_path / f"{name}{seed}", cfg, recall)
     report = build_report([tmp_path])
     rows = {r.label: r for r in report.rows}
-    assert rows["simgcl uniformnoise dataset=lastfm"].baseline == "lightgcn dataset=lastfm"
-    assert rows["simgcl uniformnoise dataset=gowalla"].baseline == "lightgcn dataset=gowalla"
+    assert rows["simgcl noise dataset=lastfm"].baseline == "lightgcn dataset=lastfm"
+    assert rows["simgcl noise dataset=gowalla"].baseline == "lightgcn dataset=gowalla"
     # diffs 0.01, 0.02, 0.03: t = 0.02 / (0.01/sqrt 3); 0.01, 0.03, 0.05: t = 0.03 / (0.02/sqrt 3)
     for dataset, t in (("lastfm", 2 * math.sqrt(3)), ("gowalla", 1.5 * math.sqrt(3))):
-        p = rows[f"simgcl uniformnoise dataset={dataset}"].pvalue["recall@20"]
+        p = rows[f"simgcl noise dataset={dataset}"].pvalue["recall@20"]
         assert p == pytest.approx(1 - t / math.sqrt(t**2 + 2))
     md = (write_report(report, tmp_path / "out")[0]).read_text()
     assert "| lightgcn dataset=gowalla | 3 |" in md and md.count("| baseline |") == 2
@@ -259,10 +259,10 @@ def test_cli_end_to_end(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "| configuration | seeds | recall@20 | ndcg@20 | p vs lightgcn |" in md
     assert "| lightgcn | 3 | 0.2100 ± 0.0100 | **0.1000 ± 0.0000** | baseline |" in md
     assert (
-        "| simgcl uniformnoise ssl_weight=0.5 | 1 | **0.3000 ± –** | 0.0500 ± – | n/a / n/a |" in md
+        "| simgcl noise ssl_weight=0.5 | 1 | **0.3000 ± –** | 0.0500 ± – | n/a / n/a |" in md
     )
     assert (
-        "| simgcl uniformnoise ssl_weight=0.1 | 3 | 0.2300 ± 0.0200 | 0.1000 ± 0.0000 | 0.0742"
+        "| simgcl noise ssl_weight=0.1 | 3 | 0.2300 ± 0.0200 | 0.1000 ± 0.0000 | 0.0742"
         in md
     )
 

@@ -13,6 +13,7 @@ import torch
 from scipy.stats import chisquare
 
 from sslrec.data import BPRSampler
+from tests.reference import triples
 
 N_USERS, N_ITEMS = 40, 15
 
@@ -35,7 +36,7 @@ def dense_train() -> sp.csr_matrix:
 
 
 def epoch_arrays(sampler: BPRSampler) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    batches = list(sampler.epoch())
+    batches = list(triples(sampler))
     return tuple(np.concatenate([b[k].numpy() for b in batches]) for k in range(3))
 
 
@@ -50,7 +51,7 @@ def test_negatives_are_never_train_positives(dense_train, protocol):
     sampler = BPRSampler(dense_train, 97, protocol, seed=1)
     n_checked = 0
     for _ in range(8):
-        for users, pos, neg in sampler.epoch():
+        for users, pos, neg in triples(sampler):
             u, p, n = users.numpy(), pos.numpy(), neg.numpy()
             assert ((n >= 0) & (n < N_ITEMS)).all()
             assert dense[u, p].all()
@@ -113,7 +114,7 @@ def test_other_sparse_layouts_give_correct_negatives(dense_train, fmt):
     dense = dense_train.toarray() > 0
     sampler = BPRSampler(train, 64, seed=5)
     assert (sampler.n_users, sampler.n_items) == (N_USERS, N_ITEMS)
-    for users, pos, neg in sampler.epoch():
+    for users, pos, neg in triples(sampler):
         assert dense[users.numpy(), pos.numpy()].all()
         assert not dense[users.numpy(), neg.numpy()].any()
     assert pair_counter(*epoch_arrays(sampler)[:2]) == pair_counter(*dense_train.nonzero())
@@ -218,7 +219,7 @@ def test_user_uniform_positive_is_uniform_among_the_users_items(skewed_train):
 def test_batch_sizes(dense_train, protocol, batch_size):
     n = dense_train.nnz
     sampler = BPRSampler(dense_train, batch_size, protocol, seed=12)
-    batches = list(sampler.epoch())
+    batches = list(triples(sampler))
     assert len(sampler) == len(batches) == -(-n // batch_size)
     sizes = [len(b[0]) for b in batches]
     assert sizes[:-1] == [batch_size] * (len(batches) - 1)

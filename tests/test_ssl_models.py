@@ -13,7 +13,8 @@ import torch
 
 from sslrec.augment import EdgeDropout, RandomWalk, UniformNoise
 from sslrec.graph import normalized_adjacency
-from sslrec.losses import InfoNCEHead, L2Reg
+from sslrec.data import Batch
+from sslrec.losses import BPRLoss, InfoNCEHead, L2Reg, breakdown
 from sslrec.models import SGL, SimGCL, XSimGCL
 from sslrec.models.lightgcn import combine_layers
 from tests.reference import dense_normalized_adjacency, random_graph
@@ -121,6 +122,7 @@ def _sgl(graph, augmenter, num_layers=2, regenerate="epoch", seed=0):
         adjacency=adj,
         embedding_dim=D,
         num_layers=num_layers,
+        loss=BPRLoss(),  # a mean, unlike SGL-Torch's sum (the default), as the reference below
         reg=L2Reg(weight=0.1),
     )
 
@@ -143,7 +145,7 @@ def test_sgl_loss_equals_direct_computation(graph, kind):
     users, pos, neg = BATCH
     torch.manual_seed(42)
     model.start_epoch()
-    out = model.loss(users, pos, neg)
+    out = breakdown(model.loss(Batch(users, pos, neg)))
 
     torch.manual_seed(42)
     per_view = 1 if kind == "ED" else K
@@ -194,23 +196,23 @@ def test_sgl_views_fixed_within_epoch_and_redrawn_by_start_epoch(graph):
     views = model.views
     first = _dense_views(model)
     assert not _same(first[:2], first[2:])  # the two views differ from each other
-    l1 = model.loss(users, pos, neg)["ssl"]
-    l2 = model.loss(users, pos, neg)["ssl"]
+    l1 = breakdown(model.loss(Batch(users, pos, neg)))["ssl"]
+    l2 = breakdown(model.loss(Batch(users, pos, neg)))["ssl"]
     assert model.views is views
     assert _same(_dense_views(model), first)
     torch.testing.assert_close(l1, l2, rtol=0, atol=0)
     model.start_epoch()
     assert not _same(_dense_views(model), first)
-    assert not torch.allclose(model.loss(users, pos, neg)["ssl"], l1)
+    assert not torch.allclose(breakdown(model.loss(Batch(users, pos, neg)))["ssl"], l1)
 
 
 def test_sgl_draws_views_on_first_loss_without_start_epoch(graph):
     model = _sgl(graph, EdgeDropout(0.3))
     assert model.views is None
-    model.loss(*BATCH)
+    breakdown(model.loss(Batch(*BATCH)))
     assert model.views is not None
     first = _dense_views(model)
-    model.loss(*BATCH)
+    breakdown(model.loss(Batch(*BATCH)))
     assert _same(_dense_views(model), first)
 
 
@@ -219,9 +221,9 @@ def test_sgl_batch_regeneration_redraws_every_loss(graph):
     torch.manual_seed(1)
     model.start_epoch()  # no-op for per-batch views
     assert model.views is None
-    l1 = model.loss(*BATCH)["ssl"]
+    l1 = breakdown(model.loss(Batch(*BATCH)))["ssl"]
     first = _dense_views(model)
-    l2 = model.loss(*BATCH)["ssl"]
+    l2 = breakdown(model.loss(Batch(*BATCH)))["ssl"]
     assert not _same(_dense_views(model), first)
     assert not torch.allclose(l1, l2)
 
@@ -245,6 +247,7 @@ def _simgcl(graph, num_layers=2, reg=None):
         adjacency=adj,
         embedding_dim=D,
         num_layers=num_layers,
+        ssl_weight=0.5,
         reg=reg or L2Reg(weight=0.05, squared=False, apply_to="propagated"),
     )
 
@@ -255,7 +258,7 @@ def test_simgcl_loss_equals_direct_computation(graph):
     model = _simgcl(graph, num_layers=K)
     users, pos, neg = BATCH
     torch.manual_seed(7)
-    out = model.loss(users, pos, neg)
+    out = breakdown(model.loss(Batch(users, pos, neg)))
 
     torch.manual_seed(7)
     e0, a = _ego(model), adj.to_dense().double()
@@ -283,6 +286,8 @@ def _xsimgcl(graph, cl_layer=1, num_layers=3):
     torch.manual_seed(0)
     return XSimGCL(
         cl_layer=cl_layer,
+        noise=UniformNoise(0.2),
+        ssl_weight=0.2,
         n_users=NU,
         n_items=NI,
         adjacency=adj,
@@ -311,7 +316,7 @@ def test_xsimgcl_loss_equals_direct_computation(graph, cl_layer):
     _, _, adj = graph
     model = _xsimgcl(graph, cl_layer=cl_layer)
     torch.manual_seed(5)
-    out = model.loss(*BATCH)
+    out = breakdown(model.loss(Batch(*BATCH)))
     bpr, ssl, reg = _xsimgcl_reference(model, adj, cl_layer, 3, seed=5)
     _close(out["bpr"], bpr)
     _close(out["reg"], reg)
@@ -323,9 +328,9 @@ def test_xsimgcl_cl_layer_changes_the_contrast_target(graph):
     _, _, adj = graph
     m1, m2 = _xsimgcl(graph, cl_layer=1), _xsimgcl(graph, cl_layer=2)
     torch.manual_seed(5)
-    o1 = m1.loss(*BATCH)
+    o1 = breakdown(m1.loss(Batch(*BATCH)))
     torch.manual_seed(5)
-    o2 = m2.loss(*BATCH)
+    o2 = breakdown(m2.loss(Batch(*BATCH)))
     torch.testing.assert_close(o1["bpr"], o2["bpr"])  # same noisy pass, same final
     assert not torch.allclose(o1["ssl"], o2["ssl"], rtol=1e-4)
     # cl_layer=2's value is layer 2's reference, not layer 1's
@@ -375,7 +380,7 @@ def test_gradients_reach_embeddings(graph, name):
     model = _all_models(graph)[name]
     torch.manual_seed(3)
     model.start_epoch()
-    out = model.loss(*BATCH)
+    out = breakdown(model.loss(Batch(*BATCH)))
     for term in ("ssl", "total"):
         model.zero_grad()
         out[term].backward(retain_graph=True)
@@ -384,15 +389,18 @@ def test_gradients_reach_embeddings(graph, name):
             assert table.grad.abs().sum() > 0, (name, term)
 
 
-def test_simgcl_noise_and_head_defaults(graph):
-    model = _simgcl(graph)
-    assert isinstance(model.noise, UniformNoise)
-    assert (model.noise.eps, model.noise.distribution, model.ssl_weight) == (0.1, "uniform", 0.5)
+def test_simgcl_and_xsimgcl_defaults(graph):
+    """The constructors' defaults: the lastfm-validated λ, SELFRec's heads, reg and layer mean."""
+    _, _, adj = graph
+    kw = {"n_users": NU, "n_items": NI, "adjacency": adj, "embedding_dim": D}
+    model = SimGCL(**kw)
+    assert model.noise == UniformNoise(0.1, "uniform") and model.ssl_weight == 0.1
     assert model.head == InfoNCEHead(0.2, "in_batch", "mean")
-    x = _xsimgcl(graph)
-    assert (x.noise.eps, x.ssl_weight, x.cl_layer) == (0.2, 0.2, 1)
+    assert model.reg == L2Reg(squared=False, apply_to="propagated", include_negative=False)
+    assert model.weights[0] == 0  # mean over layers 1..K
+    x = XSimGCL(**kw)
+    assert (x.noise.eps, x.ssl_weight, x.cl_layer) == (0.1, 0.05, 1)
     assert x.head == InfoNCEHead(0.15, "in_batch", "mean")
-    torch.testing.assert_close(model.weights, torch.tensor([0.0, 0.5, 0.5]))
 
 
 def test_noisy_views_differ_from_clean(graph):
@@ -427,10 +435,10 @@ def test_fused_simgcl_loss_matches_separate_in_distribution(graph):
     model = _simgcl(graph)
     users, pos, neg = torch.tensor([0, 1, 2]), torch.tensor([1, 2, 3]), torch.tensor([4, 5, 6])
     torch.manual_seed(0)
-    sep = model.loss(users, pos, neg)
+    sep = breakdown(model.loss(Batch(users, pos, neg)))
     model.fused = True
     torch.manual_seed(0)
-    fus = model.loss(users, pos, neg)
+    fus = breakdown(model.loss(Batch(users, pos, neg)))
     torch.testing.assert_close(fus["bpr"], sep["bpr"])
     torch.testing.assert_close(fus["reg"], sep["reg"])
     assert torch.isfinite(fus["ssl"]) and fus["ssl"] > 0
@@ -438,15 +446,15 @@ def test_fused_simgcl_loss_matches_separate_in_distribution(graph):
 
 @pytest.mark.parametrize("name", ["SGL-ED", "SGL-RW", "SimGCL", "XSimGCL"])
 def test_cl_only_drops_bpr_from_the_total(graph, name):
-    """bpr_weight=0 ("CL only"): total = λ·ssl + reg, with the same draws as with BPR."""
+    """loss.weight=0 ("CL only"): total = λ·ssl + reg, with the same draws as with BPR."""
     full, cl_only = _all_models(graph)[name], _all_models(graph)[name]
     cl_only.load_state_dict(full.state_dict())
-    cl_only.bpr_weight = 0.0
+    cl_only.ranking_loss = BPRLoss(weight=0.0, reduction=full.ranking_loss.reduction)
     outs = []
     for model in (full, cl_only):
         torch.manual_seed(3)
         model.start_epoch()
-        outs.append(model.loss(*BATCH))
+        outs.append(breakdown(model.loss(Batch(*BATCH))))
     a, b = outs
     close = torch.testing.assert_close
     lam = full.ssl_weight

@@ -16,7 +16,8 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf, open_dict
 
 from sslrec.__main__ import config_dir
-from sslrec.run import launcher_threads, run_name, sweep_group
+from sslrec.naming import run_name
+from sslrec.runtime import launcher_threads, sweep_group
 from tests.conftest import compose_run_config
 
 # preset -> (number of jobs, swept keys besides seed)
@@ -28,7 +29,7 @@ PRESETS = {
     "noise_eps": (15, ["model", "augmenter.eps"]),
     "layers": (18, ["model", "model.num_layers"]),
     "layer0": (18, ["model", "model.include_layer0"]),
-    "cl_only": (12, ["model", "model.bpr_weight"]),
+    "cl_only": (12, ["model", "loss.weight"]),
 }
 
 
@@ -117,25 +118,30 @@ def test_run_name(hydra_conf):
         "lightgcn-k2+e0-lastfm-s1"
     )
     assert run_name(_compose("model=mf", "seed=1")) == "mf-lastfm-s1"
-    assert run_name(_compose("model=simgcl", "model.bpr_weight=0", "seed=1")) == (
+    assert run_name(_compose("model=simgcl", "loss.weight=0", "seed=1")) == (
         "simgcl-noise-lam0.1-bpr0-eps0.1-t0.2-k3-lastfm-s1"
+    )
+    # a loss other than BPR is named after the model (and its weight when it is not 1)
+    assert run_name(_compose("model=mf", "loss=hinge", "seed=1")) == "mf-hinge-lastfm-s1"
+    assert run_name(_compose("model=sgl", "loss=softmax", "loss.weight=0.5", "seed=1")) == (
+        "sgl-ed-softmax-lam0.1-softmax0.5-r0.1-t0.2-k3+e0-lastfm-s1"
     )
 
 
 def test_sweep_group(hydra_conf):
     where = "hydra.sweep.dir=multirun/2026-01-02/03-04-05"
     multi = _compose("+sweep=ssl_weight", where, "hydra.mode=MULTIRUN")
-    assert sweep_group(_compose("logger.group=mine")) == "mine"
+    assert sweep_group("mine") == "mine"  # logger.group
     HydraConfig.instance().cfg = None
-    assert sweep_group(multi) is None  # no hydra runtime: a plain call
+    assert sweep_group(None) is None  # no hydra runtime: a plain call
     try:
         HydraConfig.instance().set_config(multi)
-        assert sweep_group(multi) == "ssl_weight-2026-01-02_03-04-05"
-        assert sweep_group(_compose("+sweep=ssl_weight", where, "logger.group=mine")) == "mine"
+        assert sweep_group(None) == "ssl_weight-2026-01-02_03-04-05"
+        assert sweep_group("mine") == "mine"
         HydraConfig.instance().set_config(_compose(where, "hydra.mode=MULTIRUN"))
-        assert sweep_group(multi) == "sslrec-2026-01-02_03-04-05"  # no preset: the job name
+        assert sweep_group(None) == "sslrec-2026-01-02_03-04-05"  # no preset: the job name
         HydraConfig.instance().set_config(_compose("+sweep=ssl_weight", "hydra.mode=RUN"))
-        assert sweep_group(multi) is None  # single runs stay ungrouped
+        assert sweep_group(None) is None  # single runs stay ungrouped
     finally:
         HydraConfig.instance().cfg = None
 

@@ -1,4 +1,4 @@
-"""The two kinds of augmenter behind one small interface each.
+"""The two kinds of augmenter, each a small base class.
 
 * A :class:`GraphAugmenter` draws a perturbed graph view: a list of ``K`` normalised adjacencies,
   one per propagation layer (the same matrix ``K`` times unless the augmenter varies it per
@@ -7,18 +7,19 @@
   embedding is what the next layer propagates.
 
 Both draw from torch's global generator, which the trainer seeds and checkpoints, so the same
-seed gives the same views and a resumed run draws what the uninterrupted one would have.
+seed gives the same views and a resumed run draws what the uninterrupted one would have. A
+model names the kind it needs (:func:`require`), so ``model=sgl augmenter=noise`` stops with a
+sentence rather than a ``TypeError`` deep in a forward pass.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
 import torch
 
 
-@runtime_checkable
-class GraphAugmenter(Protocol):
+class GraphAugmenter:
+    """Draws graph views (SGL's ED, ND, RW)."""
+
     def __call__(
         self,
         users: torch.Tensor,
@@ -37,11 +38,24 @@ class GraphAugmenter(Protocol):
         Returns:
             ``K`` sparse ``[U+I, U+I]`` normalised adjacencies, one per layer.
         """
-        ...
+        raise NotImplementedError
 
 
-@runtime_checkable
-class EmbeddingAugmenter(Protocol):
+class EmbeddingAugmenter:
+    """Perturbs layer outputs (SimGCL's noise)."""
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Perturb one layer's output ``x`` ``[N, d]``; returns a new ``[N, d]`` tensor."""
-        ...
+        raise NotImplementedError
+
+
+def require(augmenter: object, kind: type, model: str) -> None:
+    """Refuse an augmenter of the wrong kind for ``model`` with a sentence saying which fit."""
+    if not isinstance(augmenter, kind):
+        graph = kind is GraphAugmenter
+        need = (
+            "a graph augmenter (augmenter=ed|nd|rw)"
+            if graph
+            else ("an embedding augmenter (augmenter=noise|gaussian)")
+        )
+        raise ValueError(f"model={model} needs {need}, got {type(augmenter).__name__}")

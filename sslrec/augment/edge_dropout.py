@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from sslrec.augment.base import GraphAugmenter
 from sslrec.graph import normalized_adjacency
+
+
+def check_ratio(ratio: float, what: str) -> None:
+    """A dropout ratio must lie in ``[0, 1)``: 1 would drop the whole graph."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"{what} ratio must be in [0, 1), got {ratio}")
 
 
 def drop_edges(
@@ -23,22 +32,24 @@ def drop_edges(
     Returns:
         ``[U+I, U+I]`` sparse CSR normalised adjacency of the kept graph.
     """
-    if not 0.0 <= ratio < 1.0:
-        raise ValueError(f"edge dropout ratio must be in [0, 1), got {ratio}")
+    check_ratio(ratio, "edge dropout")
     n_keep = int(users.numel() * (1.0 - ratio))
     keep = torch.randperm(users.numel(), device=users.device)[:n_keep]
     return normalized_adjacency(users[keep], items[keep], n_users, n_items)
 
 
-class EdgeDropout:
+@dataclass(frozen=True)
+class EdgeDropout(GraphAugmenter):
     """SGL-ED augmenter: one edge-dropped graph, used by every layer.
 
-    Args:
-        ratio: ``ρ``, the fraction of interactions dropped.
+    Attributes:
+        ratio: ``ρ`` in ``[0, 1)``, the fraction of interactions dropped.
     """
 
-    def __init__(self, ratio: float = 0.1) -> None:
-        self.ratio = ratio
+    ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_ratio(self.ratio, "edge dropout")
 
     def __call__(
         self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, num_layers: int

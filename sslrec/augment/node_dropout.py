@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
+from sslrec.augment.base import GraphAugmenter
+from sslrec.augment.edge_dropout import check_ratio
 from sslrec.graph import normalized_adjacency
 
 
-class NodeDropout:
+@dataclass(frozen=True)
+class NodeDropout(GraphAugmenter):
     """Drop ``⌊ρ·U⌋`` users and ``⌊ρ·I⌋`` items (uniformly, without replacement): their rows and
     columns of ``R`` are zeroed, i.e. every interaction touching them is removed, and the rest
     is re-normalised (official SGL: ``diag(m_u) R diag(m_i)``).
 
-    Args:
-        ratio: ``ρ``.
+    Attributes:
+        ratio: ``ρ`` in ``[0, 1)``.
     """
 
-    def __init__(self, ratio: float = 0.1) -> None:
-        if not 0.0 <= ratio < 1.0:
-            raise ValueError(f"node dropout ratio must be in [0, 1), got {ratio}")
-        self.ratio = ratio
+    ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_ratio(self.ratio, "node dropout")
 
     def __call__(
         self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, num_layers: int

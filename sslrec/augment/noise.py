@@ -2,29 +2,37 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from sslrec.augment.base import EmbeddingAugmenter
 
-class UniformNoise:
+
+@dataclass(frozen=True)
+class UniformNoise(EmbeddingAugmenter):
     """``e ← e + ε · sign(e) ⊙ normalize(Δ)``, ``Δ ~ U(0, 1)^d`` per row.
 
     The row-wise L2 normalisation makes ``‖noise‖ = ε`` per row, and ``sign(e) ⊙ Δ`` keeps the
     noise in the hyperoctant of ``e`` (official SimGCL/XSimGCL code).
 
-    Args:
-        eps: ``ε``, the noise magnitude.
+    Attributes:
+        eps: ``ε ≥ 0``, the noise magnitude.
         distribution: ``uniform`` (the paper) or ``gaussian`` (``Δ ~ N(0, I)``, no sign, still
             of norm ``ε``: a common ablation).
     """
 
-    def __init__(self, eps: float = 0.1, distribution: str = "uniform") -> None:
-        if distribution not in ("uniform", "gaussian"):
+    eps: float = 0.1
+    distribution: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.distribution not in ("uniform", "gaussian"):
             raise ValueError(
-                f"noise distribution must be uniform or gaussian, got {distribution!r}"
+                f"noise distribution must be uniform or gaussian, got {self.distribution!r}"
             )
-        self.eps = eps
-        self.distribution = distribution
+        if self.eps < 0:
+            raise ValueError(f"noise eps must be >= 0, got {self.eps}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """``x`` ``[N, d]`` → ``[N, d]``."""

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from sslrec.augment.edge_dropout import drop_edges
+from sslrec.augment.base import GraphAugmenter
+from sslrec.augment.edge_dropout import check_ratio, drop_edges
 
 
-class RandomWalk:
+@dataclass(frozen=True)
+class RandomWalk(GraphAugmenter):
     """SGL-RW augmenter: ``K`` independent edge-dropped graphs, layer ``k`` uses the ``k``-th.
 
-    Args:
-        ratio: ``ρ``, the fraction of interactions dropped in each layer's graph.
+    Attributes:
+        ratio: ``ρ`` in ``[0, 1)``, the fraction of interactions dropped in each layer's graph.
     """
 
-    def __init__(self, ratio: float = 0.1) -> None:
-        self.ratio = ratio
+    ratio: float = 0.1
+
+    def __post_init__(self) -> None:
+        check_ratio(self.ratio, "random walk")
 
     def __call__(
         self, users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int, num_layers: int

@@ -3,10 +3,11 @@
 from sslrec.data.dataset import DatasetSpec, load_dataset
 from sslrec.data.interactions import Interactions, build_interactions, split_validation
 from sslrec.data.readers import DataFormatError, IdMap, read_adjacency_list, read_triples
-from sslrec.data.sampling import BPRSampler
+from sslrec.data.sampling import Batch, BPRSampler
 
 __all__ = [
     "BPRSampler",
+    "Batch",
     "DataFormatError",
     "DatasetSpec",
     "IdMap",

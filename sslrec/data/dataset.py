@@ -24,10 +24,20 @@ class DatasetSpec:
         path: folder holding the split files; ``None`` means the copy bundled in the package.
             A relative path is looked up from the working directory, then from the repository.
         format: ``adjacency`` (``user item1 item2 ...``) or ``triples`` (``user item [rating]
-            [timestamp]``, whitespace/tab/comma separated, raw ids remapped).
+            [timestamp]``, whitespace/tab/comma separated, raw ids remapped), or ``pyg``: a
+            ``HeteroData`` file (``sslrec.data.pyg.save_pyg``, or ``torch.save``), read without
+            executing pickled code; ``path`` is the file itself when ``train_file`` is ``""``
+            (``conf/dataset/pyg.yaml``), else ``train_file`` names it inside the folder.
         n_users, n_items: known sizes; ids at or above them are errors. ``None`` infers
             ``max id + 1`` over all files.
         header: triples only, skip a header line.
+        valid_fraction: under the validation protocol, the share of each user's train items
+            moved to a validation split when the dataset brings none (``split_validation``).
+        split_seed: seeds that split; fixed across ``seed`` s so that seeds share one split.
+        allow_sparse_ids: with inferred sizes, accept an id space far sparser than the ids
+            present (``max id + 1 > max(2 x distinct ids, distinct ids + 10,000)``, which is
+            otherwise an error naming the largest id's line; see
+            ``sslrec.data.interactions.check_id_space``): every id up to the largest gets a row.
     """
 
     name: str
@@ -36,6 +46,9 @@ class DatasetSpec:
     n_users: int | None = None
     n_items: int | None = None
     header: bool = False
+    valid_fraction: float = 0.1
+    split_seed: int = 0
+    allow_sparse_ids: bool = False
     train_file: str = "train.txt"
     valid_file: str = "valid.txt"
     test_file: str = "test.txt"
@@ -76,10 +89,25 @@ def load_dataset(spec: DatasetSpec) -> Interactions:
         train = read_triples(folder / spec.train_file, id_map, spec.header)
         valid = read_triples(valid_path, id_map, spec.header) if valid_path.is_file() else None
         test = read_triples(folder / spec.test_file, id_map, spec.header)
+    elif spec.format == "pyg":  # splits and sizes come from the file (sslrec.data.pyg)
+        from sslrec.data.pyg import load_pyg
+
+        data = load_pyg(folder / spec.train_file, spec.name, spec.n_users, spec.n_items)
+        log.info("%s (from %s)", data.describe(), folder)
+        return data
     else:
-        raise ValueError(f"dataset.format must be 'adjacency' or 'triples', got {spec.format!r}")
+        raise ValueError(
+            f"dataset.format must be 'adjacency', 'triples' or 'pyg', got {spec.format!r}"
+        )
     data = build_interactions(
-        spec.name, train, test, valid, n_users=spec.n_users, n_items=spec.n_items, id_map=id_map
+        spec.name,
+        train,
+        test,
+        valid,
+        n_users=spec.n_users,
+        n_items=spec.n_items,
+        id_map=id_map,
+        allow_sparse_ids=spec.allow_sparse_ids,
     )
     log.info("%s (from %s)", data.describe(), folder)
     return data

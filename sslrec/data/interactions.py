@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from sslrec.data.readers import DataFormatError, IdMap, RawPairs
+from sslrec.data.readers import ID_LIMIT, DataFormatError, IdMap, RawPairs
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,96 @@ def _check_disjoint(first: RawPairs, second: RawPairs, n_items: int) -> None:
         )
 
 
+#: Inferred sizes: the id space may exceed the distinct ids present by this factor ...
+SPARSE_FACTOR = 2
+#: ... or by this many unused rows, whichever is larger (see :func:`check_id_space`).
+SPARSE_SLACK = 10_000
+#: Above this fraction of a split's interactions with items unseen in training, warn.
+UNSEEN_WARN_FRACTION = 0.5
+
+
+def _distinct(ids: np.ndarray, size: int) -> int:
+    """Number of distinct ids in ``ids`` (all in ``[0, size)``), without a ``size`` table when
+    ``size`` is much larger than ``len(ids)``."""
+    if size <= 8 * len(ids) + 1024:
+        return int(np.count_nonzero(np.bincount(ids, minlength=size)))
+    return len(np.unique(ids))
+
+
+def check_id_space(splits: list[RawPairs], what: str, size: int) -> None:
+    """Stop when an inferred id space is far sparser than the ids present.
+
+    Rule: with ``size = max id + 1`` and ``d`` distinct ids over all files, the data is
+    rejected when ``size > max(SPARSE_FACTOR * d, d + SPARSE_SLACK)``, i.e. when more than half
+    of the rows would belong to ids that occur nowhere *and* more than 10,000 rows would.
+
+    Why: LightGCN-style files are indexed ``0..n-1`` and their only gaps are a few users or
+    items dropped after indexing (bundled lastfm: 12 of 1,892 users; gowalla, yelp2018: none),
+    far below both bounds, and the 10,000-row slack keeps small hand-written datasets (ids 0,
+    1, 5, ...) legal at a cost of a few MB. A stray id (user 2,000,000 in a 300-user file) or
+    raw ids from a sparse catalogue instead makes every embedding table, optimiser state,
+    checkpoint and score matrix grow with the largest id, and the phantom items would be
+    ranked as candidates at evaluation: that trips the rule, naming the largest id's file and
+    line. ``dataset.format=triples`` remaps arbitrary ids to contiguous ones; explicit sizes
+    or ``allow_sparse_ids`` skip this check.
+    """
+    arrays = [getattr(p, what + "s") for p in splits]
+    if size <= SPARSE_SLACK:  # d >= 1, so size <= d + SPARSE_SLACK
+        return
+    distinct = _distinct(np.concatenate(arrays), size)
+    if size <= max(SPARSE_FACTOR * distinct, distinct + SPARSE_SLACK):
+        return
+    top = size - 1
+    path, line = next(
+        (p.path, int(p.lines[np.argmax(arr == top)]))
+        for p, arr in zip(splits, arrays, strict=True)
+        if len(arr) and arr.max() == top
+    )
+    raise DataFormatError(
+        path,
+        line,
+        f"{what} id {top:,} makes the inferred {what} count {size:,} (max id + 1), but only "
+        f"{distinct:,} distinct {what} ids occur in the dataset; expected ids 0..n-1 with few "
+        f"gaps (at most max(2 x distinct ids, distinct ids + {SPARSE_SLACK:,}) rows). Use "
+        f"dataset.format=triples to remap arbitrary ids to contiguous ones, set "
+        f"dataset.n_{what}s to the real count, or set dataset.allow_sparse_ids=true to keep "
+        "the sparse id space",
+    )
+
+
+def _check_size(value: int | None, what: str) -> None:
+    if value is not None and not 0 <= value <= ID_LIMIT:
+        raise ValueError(f"n_{what}s must be between 0 and {ID_LIMIT:,}, got {value}")
+
+
+def _warn_unseen_items(name: str, train: RawPairs, split: str, pairs: RawPairs, n_items: int):
+    """Warn when a split's items (all, or most interactions) never occur in training."""
+    if not len(pairs.items):
+        return
+    seen = np.zeros(n_items, dtype=bool)
+    seen[train.items] = True
+    unseen = ~seen[pairs.items]
+    if unseen.all():
+        log.warning(
+            "%s: no %s item (%s) has a training interaction; every %s item is unseen in "
+            "training, so %s metrics rank items with untrained embeddings",
+            name,
+            split,
+            pairs.path,
+            split,
+            split,
+        )
+    elif unseen.mean() > UNSEEN_WARN_FRACTION:
+        log.warning(
+            "%s: %.1f%% of the %s interactions (%s) are with items that have no training "
+            "interaction",
+            name,
+            100.0 * unseen.mean(),
+            split,
+            pairs.path,
+        )
+
+
 def build_interactions(
     name: str,
     train: RawPairs,
@@ -134,17 +224,34 @@ def build_interactions(
     n_users: int | None = None,
     n_items: int | None = None,
     id_map: IdMap | None = None,
+    allow_sparse_ids: bool = False,
 ) -> Interactions:
     """Check and assemble the splits.
 
     Sizes default to ``max id + 1`` over all given files (the LightGCN convention, which
-    matches the published dataset statistics). When ``n_users``/``n_items`` are given, any id
-    at or above them is an error naming its file and line. Duplicate pairs within a file are
-    removed with a warning; a valid or test pair that is also in train is an error.
+    matches the published dataset statistics); such an inferred size that is far larger than
+    the number of distinct ids is an error naming the largest id's file and line (see
+    :func:`check_id_space` for the rule) unless ``allow_sparse_ids``. When
+    ``n_users``/``n_items`` are given, any id at or above them is an error naming its file and
+    line. Duplicate pairs within a file are removed with a warning; a valid or test pair that
+    is also in train is an error. Test users without training interactions are reported, and
+    a valid/test split whose items are all (or mostly) unseen in training is warned about.
+
+    Raises:
+        DataFormatError: as above.
+        ValueError: ``n_users``/``n_items`` outside ``[0, ID_LIMIT]``.
     """
     splits = [p for p in (train, valid, test) if p is not None]
-    n_users = n_users if n_users is not None else int(max(p.users.max() for p in splits)) + 1
-    n_items = n_items if n_items is not None else int(max(p.items.max() for p in splits)) + 1
+    _check_size(n_users, "user")
+    _check_size(n_items, "item")
+    if n_users is None:
+        n_users = int(max(p.users.max(initial=-1) for p in splits)) + 1
+        if not allow_sparse_ids:
+            check_id_space(splits, "user", n_users)
+    if n_items is None:
+        n_items = int(max(p.items.max(initial=-1) for p in splits)) + 1
+        if not allow_sparse_ids:
+            check_id_space(splits, "item", n_items)
     for p in splits:
         _check_range(p, n_users, n_items)
     train = _dedupe(train, n_items)
@@ -175,6 +282,9 @@ def build_interactions(
             name,
             cold,
         )
+    for split, pairs in (("valid", valid), ("test", test)):
+        if pairs is not None:
+            _warn_unseen_items(name, train, split, pairs, n_items)
     return data
 
 

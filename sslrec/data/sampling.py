@@ -1,4 +1,4 @@
-"""Vectorised BPR triple sampling: ``(user, positive item, negative item)`` batches.
+"""Vectorised training batches: a user, a positive item and ``k`` sampled negatives.
 
 Two epoch protocols:
 
@@ -6,34 +6,85 @@ Two epoch protocols:
 * ``user_uniform``: ``n_train`` draws of a user uniformly among users with training items,
   then one of that user's items uniformly (official LightGCN/SGL ``UniformSample``).
 
-Negatives are uniform over all items, rejecting the user's training items; rejected draws are
-redrawn in bulk until none remain.
+Negatives are drawn from a proposal over all items, ``uniform`` (the default) or ``popularity``
+(``q(i) ∝ count(i)^α``), rejecting the user's training items; rejected draws are redrawn in
+bulk until none remain.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+PROTOCOLS = ("interaction", "user_uniform")
+PROPOSALS = ("uniform", "popularity")
+
+
+@dataclass
+class Batch:
+    """One training batch of ``B`` users.
+
+    Attributes:
+        users: ``[B]`` int64 user ids.
+        pos: ``[B]`` int64 positive items (training interactions of ``users``).
+        neg: ``[B]`` int64 sampled negatives (one per positive), or ``[B, k]`` for ``k > 1``.
+        pos_log_q, neg_log_q: ``log q(i)`` of ``pos`` and ``neg`` under the popularity proposal
+            (shapes of ``pos`` and ``neg``), for the sampled-softmax log-Q correction; ``None``
+            under uniform sampling, where the correction is a constant that cancels.
+    """
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+    pos_log_q: torch.Tensor | None = None
+    neg_log_q: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """The same batch on ``device`` (no copy when it is already there)."""
+        moved = {
+            key: None if value is None else value.to(device, non_blocking=non_blocking)
+            for key, value in vars(self).items()
+        }
+        return Batch(**moved)
+
 
 class BPRSampler:
-    """Draws epochs of BPR triples from a binary ``[n_users, n_items]`` train CSR.
+    """Draws epochs of training batches from a binary ``[n_users, n_items]`` train CSR.
 
     Args:
         train: the binary training matrix (any scipy sparse layout; converted to canonical CSR).
-        batch_size: triples per batch (the last batch may be smaller).
+        batch_size: positives per batch (the last batch may be smaller).
         protocol: ``interaction`` or ``user_uniform``.
         seed: seeds the sampler's own numpy generator (its state is checkpointed).
+        num_negatives: ``k`` negatives per positive; ``neg`` is ``[B]`` for 1, else ``[B, k]``.
+            With ``k = 1`` the epoch's negatives are drawn at once (the stream every run so far
+            was seeded with); with ``k > 1`` batch by batch, which bounds memory.
+        negative_sampling: the proposal, ``uniform`` or ``popularity``.
+        popularity_exponent: ``α`` of the popularity proposal ``q(i) ∝ count(i)^α``.
     """
 
     def __init__(
-        self, train: sp.csr_matrix, batch_size: int, protocol: str = "interaction", seed: int = 0
+        self,
+        train: sp.csr_matrix,
+        batch_size: int,
+        protocol: str = "interaction",
+        seed: int = 0,
+        num_negatives: int = 1,
+        negative_sampling: str = "uniform",
+        popularity_exponent: float = 1.0,
     ) -> None:
-        if protocol not in ("interaction", "user_uniform"):
+        if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be 'interaction' or 'user_uniform', got {protocol!r}")
+        if negative_sampling not in PROPOSALS:
+            raise ValueError(
+                f"negative_sampling must be 'uniform' or 'popularity', got {negative_sampling!r}"
+            )
+        if num_negatives < 1:
+            raise ValueError(f"num_negatives must be at least 1, got {num_negatives}")
         # is_positive binary-searches CSR keys, so rows must hold sorted, unique columns; an
         # unsorted CSR (or a CSC read as CSR) would silently let positives through as negatives
         train = sp.csr_matrix(train)  # no copy for a CSR
@@ -52,7 +103,17 @@ class BPRSampler:
         self.active_users = np.flatnonzero(self.degree > 0)
         self.batch_size = batch_size
         self.protocol = protocol
+        self.num_negatives = num_negatives
         self.rng = np.random.default_rng(seed)
+        self.log_q: np.ndarray | None = None  # [I] log-proposal, popularity only
+        self.cdf: np.ndarray | None = None
+        if negative_sampling == "popularity":
+            weight = np.bincount(self.indices, minlength=self.n_items) ** popularity_exponent
+            q = weight / weight.sum()
+            with np.errstate(divide="ignore"):  # items never trained on: q = 0, log q = -inf
+                self.log_q = np.log(q)
+            self.cdf = np.cumsum(q)
+            self.cdf[-1] = 1.0  # searchsorted below never returns I
 
     def __len__(self) -> int:
         return -(-len(self.keys) // self.batch_size)
@@ -64,12 +125,18 @@ class BPRSampler:
         pos = np.minimum(pos, len(self.keys) - 1)
         return self.keys[pos] == keys
 
+    def _propose(self, n: int) -> np.ndarray:
+        if self.cdf is None:
+            return self.rng.integers(0, self.n_items, size=n)
+        return np.searchsorted(self.cdf, self.rng.random(n), side="right")
+
     def sample_negatives(self, users: np.ndarray) -> np.ndarray:
-        """``[n]`` int64 items drawn uniformly among those each user has not trained on."""
-        negs = self.rng.integers(0, self.n_items, size=len(users))
+        """``[n]`` int64 items drawn from the proposal among those each user has not trained on
+        (uniformly among them under the uniform proposal)."""
+        negs = self._propose(len(users))
         todo = np.flatnonzero(self.is_positive(users, negs))
         while len(todo):
-            negs[todo] = self.rng.integers(0, self.n_items, size=len(todo))
+            negs[todo] = self._propose(len(todo))
             todo = todo[self.is_positive(users[todo], negs[todo])]
         return negs
 
@@ -83,10 +150,20 @@ class BPRSampler:
         offsets = (self.rng.random(n) * self.degree[users]).astype(np.int64)
         return users, self.indices[self.indptr[users] + offsets]
 
-    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yields ``(users [B], pos [B], neg [B])`` int64 tensors for one epoch."""
+    def epoch(self) -> Iterator[Batch]:
+        """Yields the :class:`Batch` es of one epoch."""
         users, pos = self.epoch_pairs()
-        neg = self.sample_negatives(users)
+        k = self.num_negatives
+        neg_all = self.sample_negatives(users) if k == 1 else None
         for start in range(0, len(users), self.batch_size):
             sl = slice(start, start + self.batch_size)
-            yield torch.from_numpy(users[sl]), torch.from_numpy(pos[sl]), torch.from_numpy(neg[sl])
+            u, p = users[sl], pos[sl]
+            if neg_all is not None:
+                n = neg_all[sl]
+            else:
+                n = self.sample_negatives(np.repeat(u, k)).reshape(len(u), k)
+            batch = Batch(torch.from_numpy(u), torch.from_numpy(p), torch.from_numpy(n))
+            if self.log_q is not None:
+                batch.pos_log_q = torch.from_numpy(self.log_q[p])
+                batch.neg_log_q = torch.from_numpy(self.log_q[n])
+            yield batch

@@ -10,6 +10,7 @@ import torch
 
 from sslrec.data.interactions import Interactions
 from sslrec.evaluation.metrics import METRICS
+from sslrec.evaluation.scoring import InnerProductScorer, Scorer
 
 
 def top_k(
@@ -20,26 +21,38 @@ def top_k(
     k: int,
     batch_size: int = 1024,
 ) -> torch.Tensor:
-    """Top-``k`` items per user by inner product, with ``exclude``'s items masked out.
+    """Top-``k`` items per user by inner product (``user_emb`` ``[U, d]``, ``item_emb``
+    ``[I, d]``); see :func:`rank_top_k`."""
+    return rank_top_k(InnerProductScorer(user_emb, item_emb), users, exclude, k, batch_size)
+
+
+def rank_top_k(
+    scorer: Scorer,
+    users: np.ndarray,
+    exclude: sp.csr_matrix,
+    k: int,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Top-``k`` items per user by the scorer's scores, with ``exclude``'s items masked out.
 
     Each batch's ``[B, I]`` score block is freed before the next one is computed, so peak memory
     is one block plus the top-k results.
 
     Args:
-        user_emb: ``[U, d]`` user representations.
-        item_emb: ``[I, d]`` item representations.
+        scorer: the model's scorer (``Recommender.scorer()``).
         users: ``[n]`` int64 users to rank for.
         exclude: ``[U, I]`` CSR of items never recommended to a user (train, and valid at test).
         k: cut-off.
-        batch_size: users per score block.
+        batch_size: users per score block (capped by ``scorer.block_users``).
 
     Returns:
-        ``[n, k]`` int64 item ids, best first, on ``item_emb``'s device. A user with fewer than
+        ``[n, k]`` int64 item ids, best first, on the scorer's device. A user with fewer than
         ``k`` unmasked items gets masked ones in the last places; they can never be hits,
         because the splits are disjoint.
     """
-    device = item_emb.device
-    item_t = item_emb.t().contiguous()
+    device = scorer.device
+    if scorer.block_users:
+        batch_size = max(1, min(batch_size, scorer.block_users))
     sub = exclude[users]
     indptr = torch.from_numpy(sub.indptr.astype(np.int64))
     cols = torch.from_numpy(sub.indices.astype(np.int64))
@@ -47,7 +60,7 @@ def top_k(
     users_t = torch.from_numpy(users).to(device)
     for start in range(0, len(users), batch_size):
         stop = min(start + batch_size, len(users))
-        scores = user_emb[users_t[start:stop]] @ item_t
+        scores = scorer.full_scores(users_t[start:stop])
         lo, hi = int(indptr[start]), int(indptr[stop])
         rows = torch.repeat_interleave(
             torch.arange(stop - start), indptr[start + 1 : stop + 1] - indptr[start:stop]
@@ -107,16 +120,19 @@ class Evaluator:
     def evaluate(
         self, user_emb: torch.Tensor, item_emb: torch.Tensor, split: str
     ) -> dict[str, float]:
-        """Mean metrics over the split's users, keyed like ``recall@20``."""
+        """Mean metrics of inner-product scores (``[U, d]``, ``[I, d]``) over the split's
+        users, keyed like ``recall@20``."""
+        return self.evaluate_scorer(InnerProductScorer(user_emb, item_emb), split)
+
+    def evaluate_scorer(self, scorer: Scorer, split: str) -> dict[str, float]:
+        """Mean metrics of ``scorer``'s rankings over the split's users (``recall@20``, ...)."""
         if split not in self._exclude:
             raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
         users = self.data.eval_users(split)
         if len(users) == 0:
             raise ValueError(f"{self.data.name}: no user has items in the {split} split")
         target = getattr(self.data, split)
-        ranked = top_k(
-            user_emb, item_emb, users, self._exclude[split], self.ks[-1], self.batch_size
-        )
+        ranked = rank_top_k(scorer, users, self._exclude[split], self.ks[-1], self.batch_size)
         hits = hit_matrix(ranked, users, target)
         n_rel = torch.from_numpy(np.diff(target.indptr)[users].astype(np.float32))
         out: dict[str, float] = {}

@@ -6,18 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a JSON-lines file (``[]`` if it is missing); blank lines and a line cut
-    short by a killed writer are skipped."""
-    path = Path(path)
-    rows = []
-    for line in path.read_text().splitlines() if path.is_file() else []:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+from sslrec.io import append_jsonl, save_text
 
 
 class RunLogger(Protocol):
@@ -37,8 +26,7 @@ class JsonlLogger:
         self.path = Path(path)
 
     def log(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_jsonl(record, self.path)
 
     def summary(self, results: dict[str, Any]) -> None:
         pass
@@ -50,8 +38,6 @@ class JsonlLogger:
         """Drop records past ``epoch`` (written after the checkpoint a resumed run restarts at)."""
         if not self.path.exists():
             return
-        from sslrec.train.checkpoint import save_text
-
         kept = [
             line
             for line in self.path.read_text().splitlines()

@@ -1,4 +1,11 @@
-"""The interface every recommender implements, and the BPR objective they share."""
+"""The interface every recommender implements, and the embedding models' shared objective.
+
+A :class:`Recommender` is trained on :class:`~sslrec.data.Batch` es and returns its objective
+as named, weighted terms (``{"bpr": Term(value, 1.0), "ssl": ..., "reg": ...}``); it ranks
+through a :class:`~sslrec.evaluation.scoring.Scorer`. :class:`EmbeddingRecommender` is the
+common case: users and items as embedding tables, scored by the inner product of the
+representations :meth:`~EmbeddingRecommender.propagate` returns, trained with any ranking loss.
+"""
 
 from __future__ import annotations
 
@@ -8,58 +15,89 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sslrec.losses import L2Reg, bpr_loss
-
-
-def with_ssl(
-    out: dict[str, torch.Tensor], ssl: torch.Tensor, ssl_weight: float, bpr_weight: float = 1.0
-) -> dict[str, torch.Tensor]:
-    """Add the contrastive term to ``bpr_and_reg``'s output:
-    ``total = bpr_weight · BPR + ssl_weight · SSL + reg`` (``bpr_weight=0``: "CL only", the
-    SimGCL paper's ablation that trains on the contrastive loss alone)."""
-    out["ssl"] = ssl
-    out["total"] = bpr_weight * out["bpr"] + ssl_weight * ssl + out["reg"]
-    return out
+from sslrec.data.sampling import Batch
+from sslrec.evaluation.scoring import InnerProductScorer, Scorer
+from sslrec.losses import BPRLoss, L2Reg, RankingBatch, RankingLoss, Term
 
 
 class Recommender(nn.Module):
-    """A model that scores users against items by the inner product of their representations.
+    """A model trained on (user, positive, negatives) batches and ranked by its own scores.
 
-    Subclasses implement :meth:`propagate`; the BPR objective, regularisation and ranking
-    representations follow from it. ``loss`` returns named components so that the trainer can
-    log each and optimise ``total``.
+    Subclasses implement :meth:`loss`, :meth:`score`, :meth:`scorer` and :meth:`embeddings`.
 
     Args:
         n_users: number of users ``U``.
         n_items: number of items ``I``.
-        embedding_dim: ``d``.
-        reg: L2 regularisation of the batch embeddings.
-        bpr_reduction: ``mean`` or ``sum`` over the batch.
     """
 
     #: what the constructor needs from the training data besides sizes: ``adjacency`` (the
     #: normalised graph) and/or ``interactions`` (``train_users``/``train_items`` id tensors).
     graph_inputs: ClassVar[tuple[str, ...]] = ()
+    #: whether ranking is the inner product of :meth:`embeddings` (then ``embeddings.npz``
+    #: reproduces every score)
+    inner_product: ClassVar[bool] = True
+
+    def __init__(self, n_users: int, n_items: int) -> None:
+        super().__init__()
+        self.n_users = n_users
+        self.n_items = n_items
+
+    def start_epoch(self) -> None:
+        """Called by the trainer before every epoch (SSL models redraw their views here)."""
+
+    def loss(self, batch: Batch) -> dict[str, Term]:
+        """The objective on one batch, as named terms with their weights (``losses.total``
+        sums them)."""
+        raise NotImplementedError
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Training-mode scores: ``users`` ``[B]``, ``items`` ``[B]`` or ``[B, k]`` → the shape
+        of ``items``."""
+        raise NotImplementedError
+
+    def scorer(self) -> Scorer:
+        """A no-grad snapshot for ranking (the ranker calls its ``full_scores`` per block)."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """``users`` ``[b]`` → ``[b, I]`` scores of every item; for one-off calls (the ranker
+        takes one :meth:`scorer` per evaluation instead)."""
+        return self.scorer().full_scores(users)
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(users [U, d], items [I, d])`` saved in ``embeddings.npz``."""
+        raise NotImplementedError
+
+
+class EmbeddingRecommender(Recommender):
+    """Users and items as ``d``-dimensional embedding tables, scored by the inner product of the
+    representations :meth:`propagate` returns.
+
+    Args:
+        n_users, n_items: see :class:`Recommender`.
+        embedding_dim: ``d``.
+        loss: the ranking loss (``conf/loss/``; BPR by default).
+        reg: L2 regularisation of the batch embeddings (``conf/model/reg/``).
+    """
 
     def __init__(
         self,
         n_users: int,
         n_items: int,
         embedding_dim: int = 64,
-        reg: L2Reg | None = None,
-        bpr_reduction: str = "mean",
+        loss: RankingLoss = BPRLoss(),
+        reg: L2Reg = L2Reg(),
     ) -> None:
-        super().__init__()
-        self.n_users = n_users
-        self.n_items = n_items
+        super().__init__(n_users, n_items)
         self.embedding_dim = embedding_dim
         self.user_embedding = nn.Embedding(n_users, embedding_dim)
         self.item_embedding = nn.Embedding(n_items, embedding_dim)
         # Xavier-uniform as official LightGCN/SGL (SELFRec and RecBole do the same).
         nn.init.xavier_uniform_(self.user_embedding.weight)
         nn.init.xavier_uniform_(self.item_embedding.weight)
-        self.reg = reg if reg is not None else L2Reg()
-        self.bpr_reduction = bpr_reduction
+        self.ranking_loss = loss
+        self.reg = reg
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final representations ``(users [U, d], items [I, d])`` used for scoring."""
@@ -67,54 +105,69 @@ class Recommender(nn.Module):
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(users [U, d], items [I, d])`` for ranking, detached from the graph."""
         users, items = self.propagate()
         return users.detach(), items.detach()
 
-    def start_epoch(self) -> None:
-        """Called by the trainer before every epoch (SSL models redraw their views here)."""
+    def scorer(self) -> Scorer:
+        return InnerProductScorer(*self.embeddings())
 
-    def loss(
-        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """BPR + L2 on one batch.
-
-        Args:
-            users, pos, neg: ``[B]`` int64 ids.
-
-        Returns:
-            ``{"bpr", "reg", "total"}`` scalar tensors.
-        """
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         user_all, item_all = self.propagate()
-        return self.bpr_and_reg(user_all, item_all, users, pos, neg)
+        return _dot(F.embedding(users, user_all), F.embedding(items, item_all))
 
-    def bpr_and_reg(
-        self,
-        user_all: torch.Tensor,
-        item_all: torch.Tensor,
-        users: torch.Tensor,
-        pos: torch.Tensor,
-        neg: torch.Tensor,
-    ) -> dict[str, torch.Tensor]:
-        """BPR and L2 of a batch scored with ``user_all`` ``[U, d]`` and ``item_all`` ``[I, d]``."""
+    def loss(self, batch: Batch) -> dict[str, Term]:
+        """The ranking loss and L2 on one batch, scored by the propagated representations."""
+        return self.ranking_terms(*self.propagate(), batch)
+
+    def ranking_terms(
+        self, user_all: torch.Tensor, item_all: torch.Tensor, batch: Batch
+    ) -> dict[str, Term]:
+        """The ranking loss's terms on ``batch`` scored with ``user_all`` ``[U, d]`` and
+        ``item_all`` ``[I, d]``, then ``reg`` (an SSL model adds its term with :func:`with_ssl`).
+        """
         # F.embedding, not user_all[users]: indexing's CPU backward (index_put_ with
         # accumulate) sums duplicate rows in a thread-dependent order; this one is deterministic.
-        u = F.embedding(users, user_all)
-        p, n = F.embedding(pos, item_all), F.embedding(neg, item_all)
-        bpr = bpr_loss((u * p).sum(-1), (u * n).sum(-1), self.bpr_reduction)
-        reg = self.reg_loss(users, pos, neg, (u, p, n))
-        return {"bpr": bpr, "reg": reg, "total": bpr + reg}
+        u = F.embedding(batch.users, user_all)
+        p, n = F.embedding(batch.pos, item_all), F.embedding(batch.neg, item_all)
+        ranked = RankingBatch(
+            pos_scores=(u * p).sum(-1),
+            neg_scores=_dot(u, n),
+            user=u,
+            pos=p,
+            neg=n,
+            pos_log_q=batch.pos_log_q,
+            neg_log_q=batch.neg_log_q,
+        )
+        terms = self.ranking_loss.terms(ranked)
+        terms["reg"] = Term(self.reg_loss(batch, (u, p, n)))
+        return terms
 
     def reg_loss(
-        self,
-        users: torch.Tensor,
-        pos: torch.Tensor,
-        neg: torch.Tensor,
-        propagated: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        self, batch: Batch, propagated: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
     ) -> torch.Tensor:
-        """The L2 term on the ego (layer-0) rows of the batch, or on ``propagated`` rows."""
+        """The L2 term on the batch's ego (layer-0) rows, or on its ``propagated`` rows."""
         if self.reg.apply_to == "propagated":
             rows = propagated
         else:
-            rows = (self.user_embedding(users), self.item_embedding(pos), self.item_embedding(neg))
+            rows = (
+                self.user_embedding(batch.users),
+                self.item_embedding(batch.pos),
+                self.item_embedding(batch.neg),
+            )
         return self.reg(*(rows if self.reg.include_negative else rows[:2]))
+
+
+def with_ssl(terms: dict[str, Term], ssl: torch.Tensor, weight: float) -> dict[str, Term]:
+    """``terms`` with ``ssl`` (weight ``λ``) between the ranking terms and ``reg``: the order of
+    the sum ``ranking + λ · ssl + reg``."""
+    reg = terms.pop("reg")
+    terms["ssl"] = Term(ssl, weight)
+    terms["reg"] = reg
+    return terms
+
+
+def _dot(u: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """``u`` ``[B, d]`` · ``items`` ``[B, d]`` → ``[B]``, or ``[B, k, d]`` → ``[B, k]``."""
+    if items.dim() == 3:
+        return torch.bmm(items, u.unsqueeze(-1)).squeeze(-1)
+    return (u * items).sum(-1)

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 
 from sslrec.graph import symmetric_spmm
-from sslrec.losses import L2Reg
-from sslrec.models.base import Recommender
+from sslrec.losses import BPRLoss, L2Reg, RankingLoss
+from sslrec.models.base import EmbeddingRecommender
 
 
 def combine_layers(layers: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
@@ -41,11 +41,11 @@ def layer_mean_weights(
     return w / w.sum()
 
 
-class LightGCN(Recommender):
+class LightGCN(EmbeddingRecommender):
     """LightGCN: ``E^(k+1) = Â E^(k)``, final ``E = Σ_k w_k E^(k)``.
 
     Args:
-        n_users, n_items, embedding_dim, reg, bpr_reduction: see :class:`Recommender`.
+        n_users, n_items, embedding_dim, loss, reg: see :class:`EmbeddingRecommender`.
         adjacency: ``[U+I, U+I]`` symmetric normalised adjacency (sparse CSR).
         num_layers: ``K``.
         include_layer0: whether the mean includes the ego embeddings ``E^(0)``.
@@ -63,10 +63,10 @@ class LightGCN(Recommender):
         num_layers: int = 3,
         include_layer0: bool = True,
         layer_weights: Sequence[float] | None = None,
-        reg: L2Reg | None = None,
-        bpr_reduction: str = "mean",
+        loss: RankingLoss = BPRLoss(),
+        reg: L2Reg = L2Reg(),
     ) -> None:
-        super().__init__(n_users, n_items, embedding_dim, reg, bpr_reduction)
+        super().__init__(n_users, n_items, embedding_dim, loss, reg)
         self.num_layers = num_layers
         self.register_buffer(
             "weights",

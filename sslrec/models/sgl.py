@@ -7,25 +7,28 @@ from typing import Any
 import torch
 
 from sslrec.augment import GraphAugmenter
-from sslrec.losses import InfoNCEHead
+from sslrec.augment.base import require
+from sslrec.data.sampling import Batch
+from sslrec.losses import BPRLoss, InfoNCEHead, L2Reg, RankingLoss, Term
 from sslrec.models.base import with_ssl
 from sslrec.models.lightgcn import LightGCN, combine_layers
 
 
 class SGL(LightGCN):
-    """``L = BPR(clean) + λ · (InfoNCE_user + InfoNCE_item)(view 1, view 2) + reg``.
+    """``L = ranking(clean) + λ · (InfoNCE_user + InfoNCE_item)(view 1, view 2) + reg``.
 
     Two views are drawn by ``augmenter`` (ED, ND or RW) from the raw training interactions,
-    once per epoch (official SGL) or per batch; the main BPR task uses the unaugmented graph.
+    once per epoch (official SGL) or per batch; the ranking loss uses the unaugmented graph.
+    Defaults are official SGL-Torch: BPR, InfoNCE and L2 all summed over the batch.
 
     Args:
         train_users, train_items: ``[E]`` int64 training interactions the views are drawn from.
         augmenter: draws a view (``K`` adjacencies).
         ssl_weight: ``λ``.
-        bpr_weight: weight of the BPR term (1; 0 trains on the contrastive loss only).
         head: the InfoNCE head (official SGL: ``all`` negatives, ``sum``, τ = 0.2).
         regenerate: ``epoch`` or ``batch``.
-        **kwargs: :class:`LightGCN` arguments.
+        loss, reg: as :class:`LightGCN`, with SGL-Torch's sums as defaults.
+        **kwargs: the other :class:`LightGCN` arguments.
     """
 
     graph_inputs = ("adjacency", "interactions")
@@ -36,20 +39,21 @@ class SGL(LightGCN):
         train_items: torch.Tensor,
         augmenter: GraphAugmenter,
         ssl_weight: float = 0.1,
-        bpr_weight: float = 1.0,
-        head: InfoNCEHead | None = None,
+        head: InfoNCEHead = InfoNCEHead(0.2, "all", "sum"),
         regenerate: str = "epoch",
+        loss: RankingLoss = BPRLoss(reduction="sum"),
+        reg: L2Reg = L2Reg(reduction="sum"),
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(loss=loss, reg=reg, **kwargs)
+        require(augmenter, GraphAugmenter, "sgl")
         if regenerate not in ("epoch", "batch"):
             raise ValueError(f"regenerate must be 'epoch' or 'batch', got {regenerate!r}")
         self.register_buffer("train_users", train_users, persistent=False)
         self.register_buffer("train_items", train_items, persistent=False)
         self.augmenter = augmenter
         self.ssl_weight = ssl_weight
-        self.bpr_weight = bpr_weight
-        self.head = head if head is not None else InfoNCEHead()
+        self.head = head
         self.regenerate = regenerate
         self.views: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None
 
@@ -62,13 +66,11 @@ class SGL(LightGCN):
         if self.regenerate == "epoch":
             self.views = (self.draw_view(), self.draw_view())
 
-    def loss(
-        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
-        """``{"bpr", "ssl", "reg", "total"}``; ``ssl`` is the unweighted InfoNCE sum."""
-        out = super().loss(users, pos, neg)
+    def loss(self, batch: Batch) -> dict[str, Term]:
+        """The ranking terms, ``ssl`` (the unweighted InfoNCE sum, weight ``λ``) and ``reg``."""
+        terms = self.ranking_terms(*self.propagate(), batch)
         if self.regenerate == "batch" or self.views is None:
             self.views = (self.draw_view(), self.draw_view())
         v1, v2 = (self.split(combine_layers(self.layers(v), self.weights)) for v in self.views)
-        ssl = self.head(v1, v2, users, pos)
-        return with_ssl(out, ssl, self.ssl_weight, self.bpr_weight)
+        ssl = self.head(v1, v2, batch.users, batch.pos)
+        return with_ssl(terms, ssl, self.ssl_weight)

@@ -4,53 +4,56 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from sslrec.augment import EmbeddingAugmenter, UniformNoise
-from sslrec.losses import InfoNCEHead
+from sslrec.augment.base import require
+from sslrec.data.sampling import Batch
+from sslrec.losses import InfoNCEHead, L2Reg, Term
 from sslrec.models.base import with_ssl
 from sslrec.models.lightgcn import LightGCN, combine_layers
 
+#: SELFRec's SimGCL/XSimGCL regulariser: ``λ · (‖U‖ + ‖P‖) / B`` on the propagated user and
+#: positive rows (unsquared norms, no negative rows)
+SELFREC_REG = L2Reg(squared=False, apply_to="propagated", include_negative=False)
+
 
 class SimGCL(LightGCN):
-    """``L = BPR(clean) + λ · (InfoNCE_user + InfoNCE_item)(noisy 1, noisy 2) + reg``.
+    """``L = ranking(clean) + λ · (InfoNCE_user + InfoNCE_item)(noisy 1, noisy 2) + reg``.
 
     Each noisy encoder adds ``noise`` to the output of every layer and propagates it onward;
     final representations average layers ``1..K`` (``include_layer0=False``, the paper's choice,
     for the clean encoder too).
 
     Args:
-        noise: the embedding augmenter (default: uniform noise, ``ε = 0.1``).
-        ssl_weight: ``λ``.
-        bpr_weight: weight of the BPR term (1; 0 trains on the contrastive loss only).
+        noise: the embedding augmenter (uniform noise, ``ε = 0.1``).
+        ssl_weight: ``λ`` (0.1, chosen on lastfm's validation split; the paper's yelp2018 value
+            0.5 is in ``+experiment=simgcl_yelp2018``).
         head: InfoNCE head (official: ``in_batch`` unique ids, ``mean``, τ = 0.2).
         fused: propagate the clean and both noisy encoders as one wide matrix
             (:meth:`LightGCN.layers_of_views`); ``experiments/bench_epoch.py`` measures both.
-        **kwargs: :class:`LightGCN` arguments.
+        include_layer0, reg: as :class:`LightGCN`, with SELFRec's choices as defaults.
+        **kwargs: the other :class:`LightGCN` arguments.
     """
 
     def __init__(
         self,
-        noise: EmbeddingAugmenter | None = None,
-        ssl_weight: float = 0.5,
-        bpr_weight: float = 1.0,
-        head: InfoNCEHead | None = None,
+        noise: EmbeddingAugmenter = UniformNoise(0.1),
+        ssl_weight: float = 0.1,
+        head: InfoNCEHead = InfoNCEHead(0.2, "in_batch", "mean"),
         fused: bool = False,
+        include_layer0: bool = False,
+        reg: L2Reg = SELFREC_REG,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("include_layer0", False)
-        super().__init__(**kwargs)
+        super().__init__(include_layer0=include_layer0, reg=reg, **kwargs)
+        require(noise, EmbeddingAugmenter, "simgcl")
         self.fused = fused
-        self.noise = noise if noise is not None else UniformNoise(0.1)
+        self.noise = noise
         self.ssl_weight = ssl_weight
-        self.bpr_weight = bpr_weight
-        self.head = head if head is not None else InfoNCEHead(0.2, "in_batch", "mean")
+        self.head = head
 
-    def loss(
-        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
-    ) -> dict[str, torch.Tensor]:
+    def loss(self, batch: Batch) -> dict[str, Term]:
         views = self.layers_of_views([None, self.noise, self.noise], self.fused)
         clean, noisy1, noisy2 = (self.split(combine_layers(v, self.weights)) for v in views)
-        out = self.bpr_and_reg(*clean, users, pos, neg)
-        ssl = self.head(noisy1, noisy2, users, pos)
-        return with_ssl(out, ssl, self.ssl_weight, self.bpr_weight)
+        terms = self.ranking_terms(*clean, batch)
+        ssl = self.head(noisy1, noisy2, batch.users, batch.pos)
+        return with_ssl(terms, ssl, self.ssl_weight)

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from sslrec.logging.base import read_jsonl
+from sslrec.io import read_jsonl
+from sslrec.naming import model_label, variant_prefix
 
 # Keys that do not define a variant: the seed, and bookkeeping. A trailing "." means a prefix.
 IGNORED_KEYS = (
@@ -60,17 +61,12 @@ class Group:
     @property
     def model(self) -> str:
         """Lower-cased model class name, e.g. ``simgcl``."""
-        return class_name(self.config.get("model._target_", "model"))
+        return model_label(self.config.get("model._target_", "model"))
 
     @property
     def finished(self) -> list[Run]:
         """Runs that wrote results.json."""
         return [r for r in self.runs if r.status == "finished"]
-
-
-def class_name(target: Any) -> str:
-    """``sslrec.models.SimGCL`` -> ``simgcl``."""
-    return str(target).rsplit(".", 1)[-1].lower()
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -201,9 +197,8 @@ def format_value(value: Any) -> str:
 
 
 def _prefix(group: Group) -> str:
-    """``model [augmenter]`` part of a label."""
-    augmenter = group.config.get("augmenter._target_")
-    return group.model + (f" {class_name(augmenter)}" if augmenter else "")
+    """``model [augmenter] [loss]`` part of a label, in :mod:`sslrec.naming`'s words."""
+    return " ".join(variant_prefix(group.config))
 
 
 def label_groups(groups: Sequence[Group], skip: Iterable[str] = ()) -> list[str]:

@@ -18,7 +18,7 @@ from sslrec.report.collect import Group, label_groups, param_names
 from sslrec.report.stats import curve_band
 
 if TYPE_CHECKING:
-    from sslrec.report import Report
+    from sslrec.report.build import Report
 
 LOSS_ORDER = ("bpr", "ssl", "reg")
 

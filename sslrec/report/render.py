@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sslrec.report import Report, Row
+    from sslrec.report.build import Report, Row
 
 DASH = "–"
 

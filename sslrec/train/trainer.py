@@ -17,9 +17,10 @@ from tqdm import tqdm
 from sslrec.data.interactions import Interactions
 from sslrec.data.sampling import BPRSampler
 from sslrec.evaluation import Evaluator
+from sslrec.io import load_torch, save_torch
 from sslrec.logging import JsonlLogger, NullLogger, RunLogger
+from sslrec.losses import total
 from sslrec.models.base import Recommender
-from sslrec.train.checkpoint import load_torch, save_torch
 from sslrec.train.seeding import rng_state, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,20 @@ class TrainerConfig:
 
     Attributes:
         epochs: maximum number of epochs.
-        batch_size: BPR triples per step.
-        lr: Adam learning rate.
+        batch_size: positives per step.
+        lr: learning rate.
+        optimizer: ``adam`` (every model's official code) or ``sgd`` (plain SGD: the NeuMF paper
+            fine-tunes a pre-trained NeuMF with it).
+        weight_decay: the optimiser's L2 weight decay on every parameter (DirectAU's only
+            regulariser); 0 leaves regularisation to the model's ``reg`` term.
         eval_every: evaluate (and checkpoint) every this many epochs, and after the last.
         patience: stop after this many evaluations without improvement of ``metric``.
         metric: the selection metric, e.g. ``recall@20``.
         protocol: ``validation`` selects on the validation split; ``paper`` selects on test.
         sampling: ``interaction`` (each interaction once an epoch) or ``user_uniform``.
+        num_negatives: sampled negatives per positive (``[B]`` for 1, else ``[B, k]``).
+        negative_sampling: the negatives' proposal, ``uniform`` or ``popularity``.
+        popularity_exponent: ``α`` of the popularity proposal ``q(i) ∝ count(i)^α``.
         resume: continue from ``checkpoint.pt`` in the run directory if it exists.
         progress: show a progress bar; ``None`` shows one on a TTY outside CI.
     """
@@ -50,11 +58,16 @@ class TrainerConfig:
     epochs: int = 1000
     batch_size: int = 2048
     lr: float = 1e-3
-    eval_every: int = 1
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    eval_every: int = 5
     patience: int = 10
     metric: str = "recall@20"
     protocol: str = "validation"
     sampling: str = "interaction"
+    num_negatives: int = 1
+    negative_sampling: str = "uniform"
+    popularity_exponent: float = 1.0
     resume: bool = False
     progress: bool | None = None
 
@@ -63,6 +76,15 @@ class TrainerConfig:
             raise ValueError(
                 f"trainer.protocol must be one of {list(PROTOCOLS)}, got {self.protocol!r}"
             )
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.optim.Optimizer:
+    """Adam or plain SGD over the model's parameters, with ``lr`` and ``weight_decay``."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    raise ValueError(f"trainer.optimizer must be 'adam' or 'sgd', got {config.optimizer!r}")
 
 
 class Trainer:
@@ -97,10 +119,19 @@ class Trainer:
         self.select_split = "test" if config.protocol == "paper" else "valid"
         if self.select_split == "valid" and data.valid.nnz == 0:
             raise ValueError(
-                "the validation protocol needs a valid split (see dataset.valid_fraction)"
+                f"the validation protocol needs a valid split, but {data.name} has none: carve "
+                "one with dataset.valid_fraction, or add valid.txt to the dataset folder"
             )
-        self.sampler = BPRSampler(data.train, config.batch_size, config.sampling, seed)
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        self.sampler = BPRSampler(
+            data.train,
+            config.batch_size,
+            config.sampling,
+            seed,
+            num_negatives=config.num_negatives,
+            negative_sampling=config.negative_sampling,
+            popularity_exponent=config.popularity_exponent,
+        )
+        self.optimizer = make_optimizer(model, config)
         self.jsonl = JsonlLogger(self.out_dir / "metrics.jsonl")
         self.logger = logger or NullLogger()
         self.checkpoint_path = self.out_dir / "checkpoint.pt"
@@ -150,10 +181,11 @@ class Trainer:
         return sys.stderr.isatty() and not os.environ.get("CI")
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass of the sampler; returns the mean of each loss component over batches."""
+        """One pass of the sampler; returns the mean of each loss term (and ``total``) over
+        batches. The sums stay on the device in float64 and are read once, at the end."""
         self.model.train()
         self.model.start_epoch()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}
         n = 0
         bar = tqdm(
             self.sampler.epoch(),
@@ -162,22 +194,22 @@ class Trainer:
             leave=False,
             disable=not self._show_progress(),
         )
-        for users, pos, neg in bar:
-            losses = self.model.loss(
-                users.to(self.device), pos.to(self.device), neg.to(self.device)
-            )
+        for batch in bar:
+            terms = self.model.loss(batch.to(self.device))
+            loss = total(terms)
             self.optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
+            loss.backward()
             self.optimizer.step()
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            values = {name: term.value for name, term in terms.items()} | {"total": loss}
+            for key, value in values.items():
+                value = value.detach().to(torch.float64)
+                sums[key] = sums[key] + value if key in sums else value
             n += 1
-        return {key: value / n for key, value in sums.items()}
+        return {key: float(value) / n for key, value in sums.items()}
 
     def evaluate(self, split: str) -> dict[str, float]:
         self.model.eval()
-        users, items = self.model.embeddings()
-        return self.evaluator.evaluate(users, items, split)
+        return self.evaluator.evaluate_scorer(self.model.scorer(), split)
 
     def fit(self) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping; restore the best state; evaluate test.

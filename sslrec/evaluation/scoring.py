@@ -1,0 +1,63 @@
+"""What the ranker asks of a model: scores of user blocks against every item.
+
+A model hands the ranker a :class:`Scorer` (``Recommender.scorer()``), a no-grad snapshot of
+whatever it needs (propagated embeddings, precomputed tower outputs), so that propagation runs
+once per evaluation, not once per block of users.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Scores for ranking.
+
+    Attributes:
+        n_items: ``I``.
+        device: where the scores are computed.
+        block_users: the most users per ``full_scores`` call that keeps one score block within
+            the model's memory budget (``None``: the evaluator's ``batch_size`` decides).
+    """
+
+    n_items: int
+    device: torch.device
+    block_users: int | None
+
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        """``users`` ``[b]`` int64 → ``[b, I]`` scores of every item (higher ranks first)."""
+        ...
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``users`` ``[B]`` and ``items`` ``[B]`` or ``[B, k]`` → scores of the same shape as
+        ``items``."""
+        ...
+
+
+class InnerProductScorer:
+    """``s(u, i) = ⟨e_u, e_i⟩``: one ``[b, d] @ [d, I]`` matmul per block of users.
+
+    Args:
+        user_emb: ``[U, d]`` user representations.
+        item_emb: ``[I, d]`` item representations (transposed once, here).
+    """
+
+    block_users = None
+
+    def __init__(self, user_emb: torch.Tensor, item_emb: torch.Tensor) -> None:
+        self.user_emb = user_emb
+        self.item_emb = item_emb
+        self.item_t = item_emb.t().contiguous()
+        self.n_items = item_emb.shape[0]
+        self.device = item_emb.device
+
+    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+        return self.user_emb[users] @ self.item_t
+
+    def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        u = self.user_emb[users]
+        i = self.item_emb[items]
+        return (u.unsqueeze(1) * i).sum(-1) if items.dim() == 2 else (u * i).sum(-1)
