@@ -102,8 +102,10 @@ def test_is_positive_matches_the_matrix(dense_train):
 def test_other_sparse_layouts_give_correct_negatives(dense_train, fmt):
     """The sampler's positive lookup needs sorted CSR rows; other layouts must not break it."""
     if fmt == "unsorted_csr":
-        rows = [dense_train.indices[a:b][::-1] for a, b in zip(
-            dense_train.indptr[:-1], dense_train.indptr[1:], strict=True)]
+        rows = [
+            dense_train.indices[a:b][::-1]
+            for a, b in zip(dense_train.indptr[:-1], dense_train.indptr[1:], strict=True)
+        ]
         train = sp.csr_matrix(
             (np.ones(dense_train.nnz, np.float32), np.concatenate(rows), dense_train.indptr),
             shape=dense_train.shape,
@@ -267,3 +269,90 @@ def test_user_with_all_but_one_item_is_accepted():
 def test_unknown_protocol():
     with pytest.raises(ValueError, match="protocol must be 'interaction' or 'user_uniform'"):
         BPRSampler(sp.csr_matrix(np.eye(3, dtype=np.float32)), 4, "popularity")
+
+
+# -- k negatives and the popularity proposal -------------------------------------------------
+def test_one_negative_keeps_the_epoch_stream(dense_train):
+    """k = 1 draws the whole epoch's negatives at once, right after its pairs (the stream every
+    run so far was seeded with)."""
+    a, b = BPRSampler(dense_train, 33, seed=21), BPRSampler(dense_train, 33, seed=21)
+    users, pos, neg = epoch_arrays(a)
+    u2, p2 = b.epoch_pairs()
+    np.testing.assert_array_equal(users, u2)
+    np.testing.assert_array_equal(neg, b.sample_negatives(u2))
+
+
+@pytest.mark.parametrize("protocol", ["interaction", "user_uniform"])
+def test_k_negatives_per_positive(dense_train, protocol):
+    dense = dense_train.toarray() > 0
+    sampler = BPRSampler(dense_train, 50, protocol, seed=22, num_negatives=6)
+    seen = 0
+    for batch in sampler.epoch():
+        u, n = batch.users.numpy(), batch.neg.numpy()
+        assert n.shape == (len(u), 6) and batch.neg.dtype == torch.int64
+        assert not dense[u[:, None], n].any()
+        assert batch.pos_log_q is None and batch.neg_log_q is None
+        seen += len(u)
+    assert seen == dense_train.nnz
+    a, b = (BPRSampler(dense_train, 50, protocol, seed=22, num_negatives=6) for _ in range(2))
+    for x, y in zip(a.epoch(), b.epoch(), strict=True):  # seeded: the same draws
+        np.testing.assert_array_equal(x.neg.numpy(), y.neg.numpy())
+
+
+def test_k_negatives_are_uniform_over_the_users_non_items(dense_train):
+    user = 5
+    allowed = np.flatnonzero(dense_train.toarray()[user] == 0)
+    train = sp.csr_matrix(dense_train.toarray()[[user] * 2000])  # one user, many positives
+    sampler = BPRSampler(train, 4096, seed=23, num_negatives=8)
+    negs = np.concatenate([b.neg.numpy().ravel() for b in sampler.epoch()])
+    counts = np.bincount(negs, minlength=N_ITEMS)
+    assert counts.sum() == counts[allowed].sum()
+    assert chisquare(counts[allowed]).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("alpha", [1.0, 0.5])
+def test_popularity_proposal_and_its_log_q(dense_train, alpha):
+    """Negatives follow q(i) ∝ count(i)^α restricted to the user's untried items; log q is the
+    proposal's, for pos and neg alike."""
+    count = np.bincount(dense_train.indices, minlength=N_ITEMS).astype(float)
+    q = count**alpha / (count**alpha).sum()
+    sampler = BPRSampler(
+        dense_train,
+        64,
+        seed=24,
+        num_negatives=3,
+        negative_sampling="popularity",
+        popularity_exponent=alpha,
+    )
+    batch = next(iter(sampler.epoch()))
+    np.testing.assert_allclose(batch.pos_log_q.numpy(), np.log(q[batch.pos.numpy()]))
+    np.testing.assert_allclose(batch.neg_log_q.numpy(), np.log(q[batch.neg.numpy()]))
+    user = 1  # no training items: every item is allowed, drawn with probability q
+    negs = sampler.sample_negatives(np.full(40000, user, dtype=np.int64))
+    counts = np.bincount(negs, minlength=N_ITEMS)
+    assert chisquare(counts, 40000 * q).pvalue > 1e-3
+    uniform = np.full(N_ITEMS, 40000 / N_ITEMS)
+    assert chisquare(counts, uniform).pvalue < 1e-6  # the check tells popularity from uniform
+
+
+def test_popularity_never_proposes_untrained_items_and_refuses_a_stuck_user():
+    train = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=np.float32))
+    sampler = BPRSampler(train, 8, negative_sampling="popularity")
+    # items 2 and 3 have no interaction: probability 0; each user's only option is the other
+    assert set(sampler.sample_negatives(np.zeros(500, dtype=np.int64)).tolist()) == {1}
+    assert set(sampler.sample_negatives(np.ones(500, dtype=np.int64)).tolist()) == {0}
+    stuck = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0]], dtype=np.float32))
+    with pytest.raises(ValueError, match="user 0: every item it has not trained on"):
+        BPRSampler(stuck, 8, negative_sampling="popularity")
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"num_negatives": 0}, "num_negatives must be at least 1"),
+        ({"negative_sampling": "hard"}, "negative_sampling must be 'uniform' or 'popularity'"),
+    ],
+)
+def test_bad_negative_options(dense_train, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        BPRSampler(dense_train, 4, **kwargs)

@@ -30,6 +30,7 @@ PRESETS = {
     "layers": (18, ["model", "model.num_layers"]),
     "layer0": (18, ["model", "model.include_layer0"]),
     "cl_only": (12, ["model", "loss.weight"]),
+    "losses": (60, ["model", "loss"]),
 }
 
 
@@ -73,8 +74,8 @@ def test_preset_expands_to_valid_jobs(hydra_conf, name):
             key, value = override.split("=", 1)
             if key == "model":
                 assert job_cfg.hydra.runtime.choices.model == value
-            elif key == "augmenter":
-                assert job_cfg.hydra.runtime.choices.augmenter == value
+            elif key in ("augmenter", "loss"):
+                assert job_cfg.hydra.runtime.choices[key] == value
             else:
                 assert str(OmegaConf.select(job_cfg, key)) == value
         model_cls = get_class(job_cfg.model._target_)

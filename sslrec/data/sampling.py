@@ -114,6 +114,15 @@ class BPRSampler:
                 self.log_q = np.log(q)
             self.cdf = np.cumsum(q)
             self.cdf[-1] = 1.0  # searchsorted below never returns I
+            # a user whose untried items all have q = 0 would never get a negative
+            tried = np.add.reduceat(np.append(q[self.indices], 0.0), self.indptr[:-1])
+            stuck = np.flatnonzero((self.degree > 0) & (tried >= 1.0 - 1e-12))
+            if len(stuck):
+                raise ValueError(
+                    f"user {int(stuck[0])}: every item it has not trained on has probability 0 "
+                    "under the popularity proposal (no training interactions); use "
+                    "negative_sampling=uniform"
+                )
 
     def __len__(self) -> int:
         return -(-len(self.keys) // self.batch_size)

@@ -30,7 +30,7 @@ def ccl_loss(
     pos_cos: torch.Tensor,
     neg_cos: torch.Tensor,
     margin: float = 0.9,
-    negative_weight: float | None = 150.0,
+    negative_weight: float | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """``(1 − ŝ⁺) + (w/k) Σ_j max(0, ŝ⁻_j − m)`` per user.
@@ -63,12 +63,13 @@ class CCLLoss(RankingLoss):
 
     ``(1 − ŝ⁺) + (w/k) Σ_j max(0, ŝ⁻_j − m)`` per user (:func:`ccl_loss`).
 
-    Defaults are SimpleX's official Yelp18 settings (reczoo/RecBox,
-    ``benchmarks/Yelp18/SimpleX_yelp18_x0`` and ``MF_CCL_yelp18_m1``): ``m = 0.9`` and
-    ``w = 150``, used there with 1,000 (SimpleX) or 800 (MF-CCL) negatives per positive; Gowalla
-    uses ``m = 0.9``, ``w = 250`` with 2,000. SimpleX's strength comes from many negatives:
-    with few (``k = 1``) ``w = 150`` weighs a single negative 150 times the positive, so lower
-    ``w`` or raise ``k`` together.
+    ``m = 0.9`` is SimpleX's official setting (reczoo/RecBox,
+    ``benchmarks/Yelp18/SimpleX_yelp18_x0`` and ``MF_CCL_yelp18_m1``). ``w`` defaults to ``k``
+    (the plain sum over negatives, each weighted like the positive), which means the same at
+    any ``trainer.num_negatives``; the official configs set ``w = 150`` with 1,000 (SimpleX) or
+    800 (MF-CCL) negatives per positive on Yelp18 and ``w = 250`` with 2,000 on Gowalla (per
+    negative 0.15 and 0.125): set ``w`` and ``k`` together, as the SimpleX experiment configs
+    do. With few negatives ``w = 150`` would weigh one negative 150 times the positive.
 
     Attributes:
         margin: ``m`` in ``[-1, 1)``.
@@ -77,7 +78,7 @@ class CCLLoss(RankingLoss):
     """
 
     margin: float = 0.9
-    negative_weight: float | None = 150.0
+    negative_weight: float | None = None
     reduction: str = "mean"
 
     name: ClassVar[str] = "ccl"

@@ -20,7 +20,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default="report", help="output folder (default: ./report)")
     parser.add_argument("--metric", nargs="+", default=list(DEFAULT_METRICS), dest="metrics")
     parser.add_argument(
-        "--baseline", default=None, help="label substring of the baseline (default: lightgcn)"
+        "--baseline",
+        nargs="+",
+        default=None,
+        help="label(s) of the baseline(s), exact or a substring; each row is tested against "
+        "one of its own model where there is one (default: lightgcn)",
     )
     parser.add_argument("--split", default="test", help="results split (default: test)")
     parser.add_argument("--test", choices=TESTS, default="ttest", help="paired test vs baseline")

@@ -50,23 +50,32 @@ def _dataset(group: Group) -> Any:
     return group.config.get("dataset.name")
 
 
-def _pick_baselines(groups: Sequence[Group], baseline: str | None) -> list[Group | None]:
-    """Each group's baseline: the group whose label contains ``baseline`` (default: a lightgcn
-    group) on the same dataset, so that a multi-dataset report never tests across datasets.
+def _pick_baselines(
+    groups: Sequence[Group], baseline: str | Sequence[str] | None
+) -> list[Group | None]:
+    """Each group's baseline, on the same dataset (a report never tests across datasets).
 
-    Among several matches the one with the most finished seeds wins; ``None`` where the
-    group's dataset has no match. Raises if ``baseline`` is given and matches nothing.
+    ``baseline``: one or more labels; groups whose label equals one of them (case-insensitive)
+    are the candidates, else those whose label contains one; default: the lightgcn groups.
+    Among a dataset's candidates, one of the group's own model wins (``--baseline mf lightgcn``
+    tests every MF row against MF and every LightGCN row against LightGCN), then the one with
+    the most finished seeds. ``None`` where the group's dataset has no candidate. Raises if
+    ``baseline`` is given and matches nothing.
     """
     if baseline is None:
         matches = [g for g in groups if g.model == "lightgcn"]
     else:
-        matches = [g for g in groups if baseline.lower() in g.label.lower()]
+        wanted = [w.lower() for w in ([baseline] if isinstance(baseline, str) else baseline)]
+        matches = [g for g in groups if g.label.lower() in wanted] or [
+            g for g in groups if any(w in g.label.lower() for w in wanted)
+        ]
         if not matches:
             labels = ", ".join(g.label for g in groups)
             raise ValueError(f"no configuration matches baseline {baseline!r}; have: {labels}")
     picked = []
     for group in groups:
         same = [g for g in matches if _dataset(g) == _dataset(group)]
+        same = [g for g in same if g.model == group.model] or same
         picked.append(max(same, key=lambda g: len(g.finished)) if same else None)
     return picked
 
@@ -79,13 +88,13 @@ def _by_seed(group: Group, metric: str) -> dict[Any, float]:
 def build_report(
     dirs: Iterable[str | Path],
     metrics: Sequence[str] = DEFAULT_METRICS,
-    baseline: str | None = None,
+    baseline: str | Sequence[str] | None = None,
     split: str = "test",
     test: str = "ttest",
 ) -> Report:
     """Collect run directories under ``dirs`` and summarise each configuration.
 
-    ``baseline`` is a label substring (default: the lightgcn configuration, if any);
+    ``baseline`` is one or more labels (see :func:`_pick_baselines`; default: lightgcn);
     ``split`` picks results.json's section and the metrics.jsonl rows; ``test`` is
     ``"ttest"`` or ``"wilcoxon"``.
     """
