@@ -197,3 +197,20 @@ def test_invalid_options_raise():
         info_nce(v1, v2, anchors, 0.2, negatives="in_batch", reduction="max")
     with pytest.raises(ValueError):
         InfoNCEHead(0.2, "everything", "sum")((v1, v1), (v2, v2), anchors, anchors)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_fused_all_node_infonce_equals_the_block(reduction):
+    """The tiled logsumexp (default) and the [B, N] block agree in float64, values and both
+    views' gradients, with duplicate anchors (SGL's batches repeat users)."""
+    torch.manual_seed(0)
+    v1 = torch.randn(37, 8, dtype=torch.float64, requires_grad=True)
+    v2 = torch.randn(37, 8, dtype=torch.float64, requires_grad=True)
+    anchors = torch.tensor([3, 3, 0, 36, 5, 3, 17])
+    out = {}
+    for fused in (True, False):
+        loss = info_nce(v1, v2, anchors, 0.2, "all", reduction, fused=fused)
+        g1, g2 = torch.autograd.grad(loss, (v1, v2))
+        out[fused] = (loss, g1, g2)
+    for a, b in zip(out[True], out[False], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

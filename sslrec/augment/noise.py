@@ -35,9 +35,16 @@ class UniformNoise(EmbeddingAugmenter):
             raise ValueError(f"noise eps must be >= 0, got {self.eps}")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``[N, d]`` → ``[N, d]``."""
-        if self.distribution == "uniform":
-            noise = torch.sign(x) * F.normalize(torch.rand_like(x), dim=-1)
-        else:
-            noise = F.normalize(torch.randn_like(x), dim=-1)
-        return x + self.eps * noise
+        """``x`` ``[N, d]`` → ``[N, d]``.
+
+        The noise is built without autograd, in place: its gradient is zero (``sign`` is flat),
+        so ``x + noise`` passes the gradient through unchanged, with no backward passes over
+        ``[N, d]`` for the noise's own operations. Values equal the plain expression's.
+        """
+        with torch.no_grad():
+            if self.distribution == "uniform":
+                noise = F.normalize(torch.rand_like(x), dim=-1).mul_(torch.sign(x))
+            else:
+                noise = F.normalize(torch.randn_like(x), dim=-1)
+            noise.mul_(self.eps)
+        return x + noise

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sslrec.losses.tiled import tiled_logsumexp
+
 
 def info_nce(
     view1: torch.Tensor,
@@ -15,6 +17,7 @@ def info_nce(
     temperature: float,
     negatives: str = "all",
     reduction: str = "sum",
+    fused: bool = True,
 ) -> torch.Tensor:
     """``Σ_a −log( exp(s(a₁, a₂)/τ) / Σ_{b ∈ N} exp(s(a₁, b₂)/τ) )`` with ``s`` the cosine.
 
@@ -26,9 +29,12 @@ def info_nce(
             every node of ``view2`` (official SGL). ``in_batch``: anchors are the unique batch
             ids and ``N`` is those same ids in ``view2`` (official SimGCL/XSimGCL).
         reduction: ``sum`` (SGL) or ``mean`` (SimGCL/XSimGCL) over anchors.
+        fused: with ``all`` negatives, the tiled logsumexp (:func:`tiled_logsumexp`: the
+            ``[B, N]`` logits are never materialised, forward nor backward); ``False`` builds
+            the block (the reference path; both are tested equal).
 
     Returns:
-        scalar. Computed with ``logsumexp``; memory is one ``[B, N]`` block at most.
+        scalar.
     """
     if negatives == "in_batch":
         anchors = torch.unique(anchors)
@@ -38,7 +44,11 @@ def info_nce(
     a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
     p = F.normalize(F.embedding(anchors, view2), dim=-1)
     candidates = p if negatives == "in_batch" else F.normalize(view2, dim=-1)
-    loss = torch.logsumexp(a @ candidates.t(), dim=1) - (a * p).sum(-1)
+    if negatives == "all" and fused:
+        lse = tiled_logsumexp(a, candidates)
+    else:
+        lse = torch.logsumexp(a @ candidates.t(), dim=1)
+    loss = lse - (a * p).sum(-1)
     if reduction == "sum":
         return loss.sum()
     if reduction == "mean":
@@ -54,11 +64,21 @@ class InfoNCEHead:
         temperature: ``τ``.
         negatives: ``all`` (official SGL) or ``in_batch`` (official SimGCL/XSimGCL).
         reduction: ``sum`` (SGL) or ``mean`` (SimGCL/XSimGCL), per view.
+        fused: the tiled all-node logsumexp (``negatives: all`` only); ``False``: the block.
     """
 
     temperature: float = 0.2
     negatives: str = "all"
     reduction: str = "sum"
+    fused: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:  # also refuses NaN
+            raise ValueError(f"InfoNCE temperature must be > 0, got {self.temperature}")
+        if self.negatives not in ("all", "in_batch"):
+            raise ValueError(f"negatives must be 'all' or 'in_batch', got {self.negatives!r}")
+        if self.reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
 
     def __call__(
         self,
@@ -78,5 +98,6 @@ class InfoNCEHead:
             "temperature": self.temperature,
             "negatives": self.negatives,
             "reduction": self.reduction,
+            "fused": self.fused,
         }
         return info_nce(view1[0], view2[0], users, **kw) + info_nce(view1[1], view2[1], items, **kw)

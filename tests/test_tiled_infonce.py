@@ -1,0 +1,277 @@
+"""The tiled all-node logsumexp against ``torch.logsumexp(a @ c.T, 1)``: values and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sslrec.losses import tiled
+from sslrec.losses.tiled import default_tile, tiled_logsumexp
+
+LOG2E = 1 / math.log(2)
+
+# (B, N, d, tile): tiles that divide N, that do not, tile = 1, tile > N, N = 1, B = 1.
+SHAPES = [
+    (6, 20, 5, 4),
+    (6, 20, 5, 7),
+    (6, 20, 5, 1),
+    (6, 20, 5, 20),
+    (6, 20, 5, 64),
+    (5, 1, 3, 4),
+    (1, 13, 4, 5),
+    (1, 1, 2, 1),
+    (9, 37, 8, None),
+]
+
+
+def _data(b: int, n: int, d: int, seed: int = 0, dtype=torch.float64, scale: float = 1.0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(b, d, generator=g, dtype=dtype) * scale
+    c = torch.randn(n, d, generator=g, dtype=dtype)
+    return a, c
+
+
+def _grads(fn, a: torch.Tensor, c: torch.Tensor, upstream: torch.Tensor):
+    a = a.detach().clone().requires_grad_()
+    c = c.detach().clone().requires_grad_()
+    out = fn(a, c)
+    ga, gc = torch.autograd.grad(out, (a, c), upstream)
+    return out.detach(), ga, gc
+
+
+def _naive(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    return torch.logsumexp(a @ c.t(), dim=1)
+
+
+@pytest.mark.parametrize("b,n,d,tile", SHAPES)
+def test_values_and_gradients_match_naive(b, n, d, tile):
+    a, c = _data(b, n, d, seed=b * 100 + n)
+    upstream = torch.randn(b, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    got = _grads(lambda x, y: tiled_logsumexp(x, y, tile), a, c, upstream)
+    ref = _grads(_naive, a, c, upstream)
+    assert got[0].shape == (b,)
+    for x, y in zip(got, ref, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("tile", [3, 8, 50])
+def test_infonce_loss_with_duplicate_anchors(reduction, tile):
+    """``lse − a·p`` as in SGL: anchor rows repeated, positives among the candidates."""
+    base, c = _data(5, 23, 6, seed=3)
+    rows = torch.tensor([0, 3, 3, 1, 4, 3, 0, 2])  # duplicate anchors, as SGL's batch users
+    pos = torch.tensor([7, 2, 2, 0, 22, 2, 7, 11])
+
+    def loss(lse_fn, base, c):
+        a = base[rows]  # the same row of a repeated: gradients must add up in base
+        terms = lse_fn(a, c) - (a * c[pos]).sum(-1)
+        return terms.sum() if reduction == "sum" else terms.mean()
+
+    results = []
+    for fn in (lambda x, y: tiled_logsumexp(x, y, tile), _naive):
+        b_ = base.clone().requires_grad_()
+        c_ = c.clone().requires_grad_()
+        value = loss(fn, b_, c_)
+        value.backward()
+        results.append((value.detach(), b_.grad, c_.grad))
+    for x, y in zip(*results, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+    # every candidate is a negative, so every row of c gets a gradient
+    assert results[0][2].abs().sum(1).min() > 0
+
+
+@pytest.mark.parametrize("tile", [1, 3, 7, 100])
+def test_gradcheck(tile):
+    a, c = _data(4, 7, 3, seed=5)
+    assert torch.autograd.gradcheck(
+        lambda x, y: tiled_logsumexp(x, y, tile),
+        (a.requires_grad_(), c.requires_grad_()),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tile", [2, 16, 1000])
+def test_large_logits_do_not_overflow(dtype, tile):
+    """|a·c| up to ~1e3: exp overflows even float64 at ~709, the shifted sums must not."""
+    a, c = _data(6, 40, 4, seed=7, dtype=dtype)
+    a = a / a.norm(dim=1, keepdim=True) * 1e3
+    c = c / c.norm(dim=1, keepdim=True)
+    assert (a @ c.t()).abs().max() > 700
+    a[0] = c[-1] * 1e3  # a row whose max sits in the last tile
+    upstream = torch.ones(6, dtype=dtype)
+    got = _grads(lambda x, y: tiled_logsumexp(x, y, tile), a, c, upstream)
+    ref = _grads(_naive, a.double(), c.double(), upstream.double())
+    for x, y in zip(got, ref, strict=True):
+        assert torch.isfinite(x).all() and x.dtype == dtype
+        if dtype == torch.float32:  # logits of 1e3 carry ~1e-4 absolute error in fp32
+            torch.testing.assert_close(x.double(), y, rtol=2e-4, atol=2e-4 * y.abs().max())
+        else:
+            torch.testing.assert_close(x, y)
+
+
+def test_loose_bound_rows_fall_back_to_exact(monkeypatch):
+    """fp32 rows whose Cauchy–Schwarz bound is > ~126 (log2 units) above the true max would
+    underflow every term: those rows, and only those, are recomputed with the running max."""
+    redone = []
+    online = tiled._online_lse2
+
+    def spy(a2, c, tile):
+        redone.append(a2.shape[0])
+        return online(a2, c, tile)
+
+    monkeypatch.setattr(tiled, "_online_lse2", spy)
+    a, c = _data(6, 40, 4, seed=7, dtype=torch.float32)
+    c = c / c.norm(dim=1, keepdim=True)
+    a = a / a.norm(dim=1, keepdim=True) * 1e3
+    a[0] = c[-1] * 1e3  # bound attained: no fallback
+    a[1] = c[3] * 0.5  # small logits: no fallback
+    # true max below the bound, in log2 units: 0, 0, 151, 62, 139, 83; fp32 sums of 40 terms
+    # are trusted down to 2^-97.7 (_sum_floor), so rows 2 and 4 must be redone, the others not
+    gap = (a.norm(dim=1) - (a @ c.t()).amax(1)) * LOG2E
+    assert (gap > 100).tolist() == [False, False, True, False, True, False]
+    assert not ((gap > 90) & (gap < 110)).any()
+    got = tiled_logsumexp(a, c, 16)
+    assert redone == [2]
+    ref = _naive(a.double(), c.double())
+    torch.testing.assert_close(got.double(), ref, rtol=1e-6, atol=2e-4)
+    # float64 has the range for the same bound: no fallback at all
+    redone.clear()
+    torch.testing.assert_close(tiled_logsumexp(a.double(), c.double(), 16), ref)
+    assert redone == []
+
+
+def test_float16_uses_the_running_max(monkeypatch):
+    """fp16's range is too narrow for a fixed bound: the online path handles every row."""
+    monkeypatch.setattr(tiled, "_bounded_lse2", None)  # would raise if called
+    a, c = _data(5, 50, 8, seed=15, dtype=torch.float32)
+    got = tiled_logsumexp(a.half(), c.half(), 16)
+    ref = _naive(a.half().double(), c.half().double())
+    torch.testing.assert_close(got.double(), ref, rtol=1e-2, atol=1e-2)
+
+
+def test_very_negative_logits_do_not_underflow():
+    """All logits ≈ −1e3: every exp underflows to 0, the lse must stay ≈ −1e3, not −inf."""
+    g = torch.Generator().manual_seed(8)
+    u = torch.nn.functional.normalize(torch.randn(4, generator=g, dtype=torch.float64), dim=0)
+    c = u + 0.1 * torch.randn(30, 4, generator=g, dtype=torch.float64)
+    c = c / c.norm(dim=1, keepdim=True)  # all close to u
+    a = -1e3 * torch.stack([u, u, 0.9 * u])
+    a.requires_grad_()
+    got = tiled_logsumexp(a, c, 4)
+    ref = _naive(a, c)
+    assert (ref < -800).all()
+    torch.testing.assert_close(got, ref)
+    (ga,) = torch.autograd.grad(got.sum(), a)
+    (ra,) = torch.autograd.grad(ref.sum(), a)
+    torch.testing.assert_close(ga, ra)
+
+
+@pytest.mark.parametrize("a_grad,c_grad", [(True, False), (False, True)])
+def test_needs_input_grad(a_grad, c_grad):
+    a, c = _data(4, 9, 3, seed=9)
+    a.requires_grad_(a_grad)
+    c.requires_grad_(c_grad)
+    tiled_logsumexp(a, c, 4).sum().backward()
+    assert (a.grad is not None) == a_grad and (c.grad is not None) == c_grad
+    ref_a, ref_c = _grads(_naive, a, c, torch.ones(4, dtype=a.dtype))[1:]
+    torch.testing.assert_close(a.grad if a_grad else c.grad, ref_a if a_grad else ref_c)
+
+
+def test_no_grad_and_float32():
+    a, c = _data(7, 300, 16, seed=10, dtype=torch.float32)
+    with torch.no_grad():
+        got = tiled_logsumexp(a, c, 64)
+    assert got.dtype == torch.float32 and not got.requires_grad
+    torch.testing.assert_close(got, _naive(a.double(), c.double()).float(), rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.bfloat16, 3e-2), (torch.float16, 5e-3)])
+def test_half_precision_inputs(dtype, tol):
+    """Half inputs: as accurate as their GEMM and exp (the sums and saved lse stay fp32)."""
+    a, c = _data(5, 200, 8, seed=11, dtype=torch.float32)
+    a, c = a.to(dtype), c.to(dtype)
+    upstream = torch.ones(5, dtype=dtype)
+    got = _grads(lambda x, y: tiled_logsumexp(x, y, 32), a, c, upstream)
+    ref = _grads(_naive, a.double(), c.double(), upstream.double())
+    assert got[0].dtype == dtype
+    for x, y in zip(got, ref, strict=True):
+        assert ((x.double() - y).norm() / y.norm()).item() < tol
+
+
+def test_mixed_dtypes_promote():
+    a, c = _data(3, 10, 4, seed=12)
+    got = tiled_logsumexp(a.float(), c, 4)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, _naive(a.float().double(), c))
+
+
+def test_infinite_logits_follow_torch_logsumexp():
+    """Logits that overflow to ±inf: +inf if any is +inf, −inf if all are −inf, as torch."""
+    big = 1e200  # big * big overflows float64
+    a = torch.tensor([[big, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    c = torch.tensor([[-big, 0.0], [big, 1.0], [0.0, 2.0]], dtype=torch.float64)
+    # row 0: logits (-inf, +inf, 0) -> +inf; row 1: (0, 1, 2) finite
+    got = tiled_logsumexp(a, c, 2)
+    ref = _naive(a, c)
+    assert got[0] == float("inf")
+    torch.testing.assert_close(got, ref)
+    got = tiled_logsumexp(a[:1], c[:1].expand(3, -1), 2)  # every logit -inf
+    assert got.item() == float("-inf") == _naive(a[:1], c[:1]).item()
+
+
+def test_default_tile(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert default_tile(2048, torch.float32) == 256
+    assert default_tile(2048, torch.float64) == 128
+    assert default_tile(1 << 20, torch.float32) == 64  # floor
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert default_tile(2048, torch.float32) == 4096
+    assert default_tile(2048, torch.float32, "cuda") == 8192
+    a, c = _data(4, 5, 3, seed=13)
+    torch.testing.assert_close(tiled_logsumexp(a, c), _naive(a, c))
+
+
+def test_invalid_arguments_raise():
+    a, c = _data(3, 4, 2)
+    with pytest.raises(ValueError):
+        tiled_logsumexp(a, c[:, :1])
+    with pytest.raises(ValueError):
+        tiled_logsumexp(a[0], c)
+    with pytest.raises(ValueError):
+        tiled_logsumexp(a, c[:0])
+    with pytest.raises(ValueError):
+        tiled_logsumexp(a, c, tile=0)
+    with pytest.raises(TypeError):
+        tiled_logsumexp(a.long(), c.long())
+
+
+def test_double_backward_is_refused():
+    a, c = _data(3, 4, 2)
+    a.requires_grad_()
+    (g,) = torch.autograd.grad(tiled_logsumexp(a, c, 2).sum(), a, create_graph=True)
+    with pytest.raises(RuntimeError):
+        g.sum().backward()
+
+
+def test_empty_batch():
+    a = torch.zeros(0, 3, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    out = tiled_logsumexp(a, c, 2)
+    out.sum().backward()
+    assert out.shape == (0,) and a.grad.shape == (0, 3)
+    assert torch.all(c.grad == 0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_matches_naive(dtype):
+    a, c = _data(64, 1000, 16, seed=14, dtype=dtype)
+    a, c = a.cuda(), c.cuda()
+    upstream = torch.ones(64, dtype=dtype, device="cuda")
+    got = _grads(lambda x, y: tiled_logsumexp(x, y, 96), a, c, upstream)
+    ref = _grads(_naive, a, c, upstream)
+    for x, y in zip(got, ref, strict=True):
+        assert x.device.type == "cuda"
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
