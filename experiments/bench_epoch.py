@@ -1,11 +1,19 @@
-"""Per-epoch training time of each model on a real dataset, from the project's own configs.
+"""Training cost per step and per epoch of each model, side by side in one run.
 
-Times ``--batches`` optimisation steps after a warm-up (median step time), plus the per-epoch
-view redraw (``start_epoch``), and extrapolates to the batches of one epoch:
-``epoch ≈ start_epoch + n_batches × median step``. One full epoch is also run when
-``--full-epoch`` is given, to check the extrapolation.
+Each variant runs in its own process (so that its peak RSS is its own) on the same data, threads
+and device. A variant times ``--batches`` optimisation steps after a warm-up step (median step
+time) exactly as the trainer takes them (batch to the device, ``model.loss``, ``total``,
+backward, Adam step), plus the per-epoch view redraw (``start_epoch``), and extrapolates to one
+epoch: ``start_epoch + n_batches × median step``. ``--full-epoch`` also runs one whole epoch
+through ``Trainer.train_epoch`` (sampling and transfers included) to check the extrapolation;
+on a GPU that is the figure to quote. ``propagation`` is the floor every graph model pays:
+``K`` layers of LightGCN propagation, forward and backward, with nothing else.
 
-    python experiments/bench_epoch.py --dataset gowalla --models lightgcn sgl simgcl xsimgcl
+    python experiments/bench_epoch.py --dataset gowalla --threads 1
+    python experiments/bench_epoch.py --dataset yelp2018 --device cuda --full-epoch
+
+The table reports each variant's median step, its ratio to the LightGCN step and to the
+propagation, the epoch estimate, and peak memory (RSS; on CUDA also the allocator's peak).
 """
 
 from __future__ import annotations
@@ -13,83 +21,174 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
 
-from sslrec.__main__ import config_dir
-from sslrec.data import BPRSampler, DatasetSpec, load_dataset, split_validation
-from sslrec.run import build_model
+# name -> (model, overrides)
+VARIANTS = {
+    "propagation": ("lightgcn", []),
+    "lightgcn": ("lightgcn", []),
+    "sgl-ed": ("sgl", ["augmenter=ed"]),
+    "sgl-ed-block": ("sgl", ["augmenter=ed", "model.head.fused=false"]),
+    "sgl-nd": ("sgl", ["augmenter=nd"]),
+    "sgl-rw": ("sgl", ["augmenter=rw"]),
+    "simgcl": ("simgcl", []),
+    "simgcl-fused": ("simgcl", ["model.fused=true"]),
+    "xsimgcl": ("xsimgcl", []),
+}
+DEFAULT = ["propagation", "lightgcn", "sgl-ed", "sgl-ed-block", "simgcl", "xsimgcl"]
 
 
-def bench(model_name: str, overrides: list[str], data, batches: int, full_epoch: bool) -> dict:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+def child(args: argparse.Namespace) -> dict:
+    """Time one variant in this process."""
+    from hydra import compose, initialize_config_dir
+
+    from sslrec.__main__ import config_dir
+    from sslrec.data import BPRSampler, DatasetSpec, load_dataset, split_validation
+    from sslrec.factory import build_model
+    from sslrec.graph import symmetric_spmm
+    from sslrec.losses import total
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = args.child
+    model_name, overrides = VARIANTS[name]
+    data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
+    data = split_validation(data, 0.1, seed=0)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose("config", overrides=[f"model={model_name}", *overrides])
+        cfg = compose("config", overrides=[f"model={model_name}", *overrides, *args.set])
     torch.manual_seed(0)
-    model = build_model(cfg, data, torch.device("cpu"))
+    model = build_model(cfg.model, data, device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.trainer.lr)
     sampler = BPRSampler(data.train, cfg.trainer.batch_size, cfg.trainer.sampling, seed=0)
-    t0 = time.perf_counter()
-    model.start_epoch()
-    redraw = time.perf_counter() - t0
-    steps = []
-    it = sampler.epoch()
-    for k, (u, p, n) in enumerate(it):
-        t0 = time.perf_counter()
-        loss = model.loss(u, p, n)["total"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if k > 0:  # the first step is a warm-up
-            steps.append(time.perf_counter() - t0)
-        if len(steps) == batches:
-            break
-    out = {
-        "model": model_name,
-        "overrides": overrides,
-        "batches_per_epoch": len(sampler),
-        "median_step_s": statistics.median(steps),
-        "start_epoch_s": redraw,
-        "epoch_estimate_s": redraw + len(sampler) * statistics.median(steps),
-    }
-    if full_epoch:
-        t0 = time.perf_counter()
-        model.start_epoch()
-        for u, p, n in sampler.epoch():
-            loss = model.loss(u, p, n)["total"]
-            opt.zero_grad()
+    out = {"variant": name, "batches_per_epoch": len(sampler)}
+    if name == "propagation":  # the floor: K layers forward + backward, nothing else
+
+        def step(_batch) -> None:
+            x0 = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
+            x, acc = x0, x0
+            for _ in range(model.num_layers):
+                x = symmetric_spmm(model.adjacency, x)
+                acc = acc + x
+            acc.sum().backward()
+
+        redraw = 0.0
+    else:
+
+        def step(batch) -> None:
+            loss = total(model.loss(batch.to(device)))
+            opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        out["full_epoch_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        model.start_epoch()
+        _sync(device)
+        redraw = time.perf_counter() - t0
+    steps = []
+    for k, batch in enumerate(sampler.epoch()):
+        _sync(device)
+        t0 = time.perf_counter()
+        step(batch)
+        _sync(device)
+        if k > 0:  # the first step is a warm-up
+            steps.append(time.perf_counter() - t0)
+        if len(steps) == args.batches:
+            break
+    median = statistics.median(steps)
+    out.update(
+        median_step_s=median,
+        start_epoch_s=redraw,
+        epoch_estimate_s=redraw + len(sampler) * median,
+    )
+    if args.full_epoch and name != "propagation":
+        from sslrec.evaluation import Evaluator
+        from sslrec.train import Trainer, TrainerConfig
+
+        with tempfile.TemporaryDirectory() as tmp:
+            trainer = Trainer(
+                model,
+                data,
+                Evaluator(data),
+                TrainerConfig(batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr),
+                tmp,
+            )
+            _sync(device)
+            t0 = time.perf_counter()
+            trainer.train_epoch(1)
+            _sync(device)
+            out["full_epoch_s"] = time.perf_counter() - t0
+    out["peak_rss_mb"] = _peak_rss_mb()
+    if device.type == "cuda":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="gowalla")
     ap.add_argument("--data-root", default="../shared/data")
-    ap.add_argument("--models", nargs="+", default=["lightgcn", "sgl", "simgcl", "xsimgcl"])
+    ap.add_argument("--variants", nargs="+", default=DEFAULT, choices=list(VARIANTS))
     ap.add_argument("--batches", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--full-epoch", action="store_true")
+    ap.add_argument("--set", nargs="*", default=[], help="extra Hydra overrides for every model")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
-    data = split_validation(data, 0.1, seed=0)
-    variants = {
-        "sgl": [["augmenter=ed"], ["augmenter=nd"], ["augmenter=rw"]],
-        "simgcl": [["model.fused=false"], ["model.fused=true"]],
-    }
-    for name in args.models:
-        for overrides in variants.get(name, [[]]):
-            res = bench(name, overrides, data, args.batches, args.full_epoch)
-            res.update(
-                dataset=args.dataset,
-                threads=torch.get_num_threads(),
-                torch=torch.__version__,
-                machine=platform.machine(),
-            )
-            print(json.dumps(res), flush=True)
+    if args.child:
+        print(json.dumps(child(args)), flush=True)
+        return
+    rows = []
+    for name in args.variants:
+        cmd = [sys.executable, __file__, "--child", name, "--dataset", args.dataset]
+        cmd += ["--data-root", args.data_root, "--batches", str(args.batches)]
+        cmd += ["--device", args.device, "--set", *args.set]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        if args.full_epoch:
+            cmd.append("--full-epoch")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            continue
+        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    base = {r["variant"]: r["median_step_s"] for r in rows}
+    threads = args.threads or torch.get_num_threads()
+    print(
+        f"\n{args.dataset}, device {args.device}, {threads} threads, torch {torch.__version__}, "
+        f"{platform.machine()}; medians of {args.batches} steps"
+    )
+    print("| variant | s/step | × LightGCN | × propagation | s/epoch (est.) | peak RSS MB |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        ratio = {
+            k: r["median_step_s"] / base[k] if k in base else float("nan")
+            for k in ("lightgcn", "propagation")
+        }
+        epoch = r.get("full_epoch_s", r["epoch_estimate_s"])
+        print(
+            f"| {r['variant']} | {r['median_step_s']:.3f} | {ratio['lightgcn']:.2f} | "
+            f"{ratio['propagation']:.2f} | {epoch:.1f} | {r['peak_rss_mb']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

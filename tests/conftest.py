@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from sslrec.data import DatasetSpec, load_dataset, split_validation
 
@@ -51,3 +52,23 @@ def compose_run_config(*overrides: str):
     from hydra import compose
 
     return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+SAMPLER_USERS, SAMPLER_ITEMS = 40, 15
+
+
+@pytest.fixture(scope="session")
+def dense_train() -> sp.csr_matrix:
+    """~70% dense, so most uniform negative draws hit a positive and must be redrawn.
+
+    User 0 has every item but one (only item 7 is a valid negative), user 1 has no items.
+    """
+    rng = np.random.default_rng(0)
+    dense = rng.random((SAMPLER_USERS, SAMPLER_ITEMS)) < 0.7
+    dense[dense.sum(1) == SAMPLER_ITEMS, 0] = False  # nobody else has every item
+    dense[0] = True
+    dense[0, 7] = False
+    dense[1] = False
+    mat = sp.csr_matrix(dense.astype(np.float32))
+    mat.sort_indices()
+    return mat

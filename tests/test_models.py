@@ -4,8 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslrec.graph import normalized_adjacency
 from sslrec.data import Batch
+from sslrec.graph import normalized_adjacency
 from sslrec.losses import BPRLoss, L2Reg, breakdown
 from sslrec.models import MF, LightGCN, layer_mean_weights
 from tests.reference import edge_list_propagate, random_graph

@@ -18,23 +18,6 @@ from tests.reference import triples
 N_USERS, N_ITEMS = 40, 15
 
 
-@pytest.fixture(scope="module")
-def dense_train() -> sp.csr_matrix:
-    """~70% dense, so most uniform negative draws hit a positive and must be redrawn.
-
-    User 0 has every item but one (only item 7 is a valid negative), user 1 has no items.
-    """
-    rng = np.random.default_rng(0)
-    dense = rng.random((N_USERS, N_ITEMS)) < 0.7
-    dense[dense.sum(1) == N_ITEMS, 0] = False  # nobody else has every item
-    dense[0] = True
-    dense[0, 7] = False
-    dense[1] = False
-    mat = sp.csr_matrix(dense.astype(np.float32))
-    mat.sort_indices()
-    return mat
-
-
 def epoch_arrays(sampler: BPRSampler) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     batches = list(triples(sampler))
     return tuple(np.concatenate([b[k].numpy() for b in batches]) for k in range(3))

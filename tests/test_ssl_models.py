@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from sslrec.augment import EdgeDropout, RandomWalk, UniformNoise
-from sslrec.graph import normalized_adjacency
 from sslrec.data import Batch
+from sslrec.graph import normalized_adjacency
 from sslrec.losses import BPRLoss, InfoNCEHead, L2Reg, breakdown
 from sslrec.models import SGL, SimGCL, XSimGCL
 from sslrec.models.lightgcn import combine_layers
