@@ -214,3 +214,22 @@ def test_fused_all_node_infonce_equals_the_block(reduction):
         out[fused] = (loss, g1, g2)
     for a, b in zip(out[True], out[False], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_masked_in_batch_form_equals_the_unique_form(reduction):
+    """Accelerators take the sync-free masked form; on the CPU it must equal torch.unique's."""
+    from sslrec.losses.infonce import _in_batch_masked, first_occurrence
+
+    ids = torch.tensor([4, 1, 4, 4, 0, 1, 7])
+    assert first_occurrence(ids).tolist() == [True, True, False, False, True, False, True]
+    torch.manual_seed(1)
+    v1 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    v2 = torch.randn(9, 5, dtype=torch.float64, requires_grad=True)
+    ref = info_nce(v1, v2, ids, 0.3, "in_batch", reduction)
+    got = _in_batch_masked(v1, v2, ids, 0.3, reduction)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    for g, r in zip(
+        torch.autograd.grad(got, (v1, v2)), torch.autograd.grad(ref, (v1, v2)), strict=True
+    ):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)

@@ -10,7 +10,8 @@ import scipy.sparse as sp
 import torch
 
 from sslrec.data.interactions import Interactions, pairs_to_csr
-from sslrec.evaluation.ranker import Evaluator, hit_matrix, top_k
+from sslrec.evaluation.ranker import Evaluator, hit_matrix, rank_top_k, top_k
+from sslrec.evaluation.scoring import InnerProductScorer
 from tests.test_metrics import NAMES, reference_metric
 
 # --------------------------------------------------------------------------------------------
@@ -170,6 +171,32 @@ def test_top_k_batch_size_does_not_matter():
     results = [top_k(user_emb, item_emb, users, exclude, 6, batch_size=b) for b in (1, 3, 1000)]
     for r in results[1:]:
         assert torch.equal(r, results[0])
+
+
+@pytest.mark.parametrize("tile", [1, 3, 7, 10_000])
+@pytest.mark.parametrize("k", [1, 7])
+def test_item_tiled_top_k_matches_brute_force(tile, k):
+    """Tiles of items merged into a running top-k rank exactly as whole rows do."""
+    user_emb, item_emb, scores, excluded, users = _top_k_case(6)
+    exclude = _sets_to_csr(excluded, item_emb.shape[0])
+    scorer = InnerProductScorer(user_emb, item_emb)
+    got = rank_top_k(scorer, users, exclude, k, batch_size=4, item_tile=tile)
+    np.testing.assert_array_equal(got.numpy(), brute_top_k(scores, users, excluded, k))
+
+
+def test_item_tiled_top_k_when_a_user_has_fewer_unmasked_items_than_k():
+    user_emb, item_emb, scores, excluded, users = _top_k_case(7)
+    n_items = item_emb.shape[0]
+    k = min(n_items - len(excluded[u]) for u in users) + 2  # the last places are masked
+    exclude = _sets_to_csr(excluded, n_items)
+    scorer = InnerProductScorer(user_emb, item_emb)
+    got = rank_top_k(scorer, users, exclude, k, batch_size=5, item_tile=4)
+    for j, u in enumerate(users):
+        row = got[j].tolist()
+        assert len(set(row)) == k
+        unmasked = [i for i in row if i not in excluded[u]]
+        assert unmasked == row[: len(unmasked)]  # real items first, best first
+        assert unmasked == list(brute_top_k(scores, [u], excluded, len(unmasked))[0])
 
 
 def test_top_k_without_mask_is_plain_sort():

@@ -32,11 +32,15 @@ def rank_top_k(
     exclude: sp.csr_matrix,
     k: int,
     batch_size: int = 1024,
+    item_tile: int | None = None,
 ) -> torch.Tensor:
     """Top-``k`` items per user by the scorer's scores, with ``exclude``'s items masked out.
 
-    Each batch's ``[B, I]`` score block is freed before the next one is computed, so peak memory
-    is one block plus the top-k results.
+    Users are ranked in blocks of ``batch_size``; each block's ``[b, I]`` scores are freed
+    before the next, so peak memory is one block plus the top-k results. With ``item_tile`` (an
+    inner-product scorer only) a block's scores are computed ``item_tile`` items at a time and
+    merged into a running top-k, so that the scores stay in cache instead of streaming a
+    ``[b, I]`` block through memory twice (written by the matmul, read by the top-k).
 
     Args:
         scorer: the model's scorer (``Recommender.scorer()``).
@@ -44,6 +48,7 @@ def rank_top_k(
         exclude: ``[U, I]`` CSR of items never recommended to a user (train, and valid at test).
         k: cut-off.
         batch_size: users per score block (capped by ``scorer.block_users``).
+        item_tile: items per tile, or ``None`` for whole rows.
 
     Returns:
         ``[n, k]`` int64 item ids, best first, on the scorer's device. A user with fewer than
@@ -53,22 +58,59 @@ def rank_top_k(
     device = scorer.device
     if scorer.block_users:
         batch_size = max(1, min(batch_size, scorer.block_users))
+    tiled = item_tile is not None and isinstance(scorer, InnerProductScorer)
     sub = exclude[users]
-    indptr = torch.from_numpy(sub.indptr.astype(np.int64))
-    cols = torch.from_numpy(sub.indices.astype(np.int64))
+    indptr = sub.indptr.astype(np.int64)
+    # the exclusions move to the device once per evaluation, not once per block
+    rows = torch.from_numpy(np.repeat(np.arange(len(users)), np.diff(indptr))).to(device)
+    cols = torch.from_numpy(sub.indices.astype(np.int64)).to(device)
     out = torch.empty(len(users), k, dtype=torch.int64, device=device)
     users_t = torch.from_numpy(users).to(device)
     for start in range(0, len(users), batch_size):
         stop = min(start + batch_size, len(users))
-        scores = scorer.full_scores(users_t[start:stop])
         lo, hi = int(indptr[start]), int(indptr[stop])
-        rows = torch.repeat_interleave(
-            torch.arange(stop - start), indptr[start + 1 : stop + 1] - indptr[start:stop]
-        )
-        scores[rows.to(device), cols[lo:hi].to(device)] = -torch.inf
+        block_rows, block_cols = rows[lo:hi] - start, cols[lo:hi]
+        if tiled:
+            out[start:stop] = _tiled_top_k(
+                scorer, users_t[start:stop], block_rows, block_cols, k, item_tile
+            )
+            continue
+        scores = scorer.full_scores(users_t[start:stop])
+        scores[block_rows, block_cols] = -torch.inf
         out[start:stop] = torch.topk(scores, k, dim=1, sorted=True).indices
         del scores
     return out
+
+
+def _tiled_top_k(
+    scorer: InnerProductScorer,
+    users: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    k: int,
+    tile: int,
+) -> torch.Tensor:
+    """``[b, k]`` best items of ``users`` ``[b]``, scoring ``tile`` items at a time; ``rows``,
+    ``cols`` are the block's excluded (user row, item) entries."""
+    u = scorer.user_emb[users]
+    order = torch.argsort(cols)
+    rows, cols = rows[order], cols[order]
+    bounds = torch.arange(0, scorer.n_items + tile, tile, device=cols.device)
+    cuts = torch.searchsorted(cols, bounds.clamp(max=scorer.n_items)).tolist()
+    best_v = best_i = None
+    for t, c0 in enumerate(range(0, scorer.n_items, tile)):
+        scores = u @ scorer.item_t[:, c0 : c0 + tile]
+        lo, hi = cuts[t], cuts[t + 1]
+        scores[rows[lo:hi], cols[lo:hi] - c0] = -torch.inf
+        v, i = torch.topk(scores, min(k, scores.shape[1]), dim=1, sorted=True)
+        i += c0
+        if best_v is None:
+            best_v, best_i = v, i
+            continue
+        v, pick = torch.topk(torch.cat([best_v, v], 1), min(k, best_v.shape[1] + v.shape[1]), 1)
+        best_i = torch.cat([best_i, i], 1).gather(1, pick)
+        best_v = v
+    return best_i
 
 
 def hit_matrix(ranked: torch.Tensor, users: np.ndarray, target: sp.csr_matrix) -> torch.Tensor:
@@ -95,6 +137,8 @@ class Evaluator:
         ks: cut-offs, e.g. ``[10, 20, 50]``.
         metrics: names from :data:`sslrec.evaluation.metrics.METRICS`.
         batch_size: users per score block.
+        item_tile: items per score tile of an inner-product scorer (:func:`rank_top_k`);
+            ``None`` scores whole rows.
     """
 
     def __init__(
@@ -103,6 +147,7 @@ class Evaluator:
         ks: Sequence[int] = (10, 20, 50),
         metrics: Sequence[str] = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map"),
         batch_size: int = 1024,
+        item_tile: int | None = None,
     ) -> None:
         unknown = set(metrics) - set(METRICS)
         if unknown:
@@ -115,6 +160,7 @@ class Evaluator:
             )
         self.metrics = list(metrics)
         self.batch_size = batch_size
+        self.item_tile = item_tile
         self._exclude = {"valid": data.train, "test": (data.train + data.valid).tocsr()}
 
     def evaluate(
@@ -132,7 +178,9 @@ class Evaluator:
         if len(users) == 0:
             raise ValueError(f"{self.data.name}: no user has items in the {split} split")
         target = getattr(self.data, split)
-        ranked = rank_top_k(scorer, users, self._exclude[split], self.ks[-1], self.batch_size)
+        ranked = rank_top_k(
+            scorer, users, self._exclude[split], self.ks[-1], self.batch_size, self.item_tile
+        )
         hits = hit_matrix(ranked, users, target)
         n_rel = torch.from_numpy(np.diff(target.indptr)[users].astype(np.float32))
         out: dict[str, float] = {}

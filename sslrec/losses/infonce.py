@@ -36,10 +36,15 @@ def info_nce(
     Returns:
         scalar.
     """
+    if negatives not in ("all", "in_batch"):
+        raise ValueError(f"negatives must be 'all' or 'in_batch', got {negatives!r}")
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    if negatives == "in_batch" and anchors.device.type != "cpu":
+        # torch.unique's output size is data-dependent: on an accelerator it syncs the host
+        return _in_batch_masked(view1, view2, anchors, temperature, reduction)
     if negatives == "in_batch":
         anchors = torch.unique(anchors)
-    elif negatives != "all":
-        raise ValueError(f"negatives must be 'all' or 'in_batch', got {negatives!r}")
     # 1/τ is folded into the [B, d] anchors rather than applied to the [B, N] logits block.
     a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
     p = F.normalize(F.embedding(anchors, view2), dim=-1)
@@ -49,11 +54,37 @@ def info_nce(
     else:
         lse = torch.logsumexp(a @ candidates.t(), dim=1)
     loss = lse - (a * p).sum(-1)
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "mean":
-        return loss.mean()
-    raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    return loss.sum() if reduction == "sum" else loss.mean()
+
+
+def first_occurrence(ids: torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: ``True`` at the first position of each distinct id (no host sync)."""
+    order = torch.argsort(ids, stable=True)
+    sorted_ids = ids[order]
+    first = torch.ones_like(ids, dtype=torch.bool)
+    first[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    keep = torch.empty_like(first)
+    keep[order] = first
+    return keep
+
+
+def _in_batch_masked(
+    view1: torch.Tensor,
+    view2: torch.Tensor,
+    anchors: torch.Tensor,
+    temperature: float,
+    reduction: str,
+) -> torch.Tensor:
+    """In-batch InfoNCE over the unique anchors without ``torch.unique``: duplicate ids are
+    masked out as anchors and as candidates, so the value equals the unique-id form (up to
+    summation order) with shapes that do not depend on the data."""
+    keep = first_occurrence(anchors)
+    a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
+    p = F.normalize(F.embedding(anchors, view2), dim=-1)
+    logits = (a @ p.t()).masked_fill(~keep[None, :], float("-inf"))
+    loss = (torch.logsumexp(logits, dim=1) - (a * p).sum(-1)) * keep
+    total = loss.sum()
+    return total if reduction == "sum" else total / keep.sum()
 
 
 @dataclass(frozen=True)

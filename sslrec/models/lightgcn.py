@@ -11,13 +11,16 @@ from sslrec.losses import BPRLoss, L2Reg, RankingLoss
 from sslrec.models.base import EmbeddingRecommender
 
 
-def combine_layers(layers: Sequence[torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+def combine_layers(
+    layers: Sequence[torch.Tensor], weights: torch.Tensor | Sequence[float]
+) -> torch.Tensor:
     """``Σ_k w_k E^(k)`` over ``layers`` (each ``[N, d]``) with ``weights`` ``[K+1]``.
 
-    Layers of weight 0 (layer 0 in SimGCL/XSimGCL) are skipped; the weights are read to the host
-    once, not once per layer (each read is a device sync on a GPU).
+    Layers of weight 0 (layer 0 in SimGCL/XSimGCL) are skipped. Models pass their weights as
+    host floats (:meth:`LightGCN.combine`): reading a device tensor would sync with a GPU.
     """
-    terms = [w * e for w, e in zip(weights.tolist(), layers, strict=True) if w != 0]
+    ws = weights.tolist() if isinstance(weights, torch.Tensor) else list(weights)
+    terms = [w * e for w, e in zip(ws, layers, strict=True) if w != 0]
     return sum(terms[1:], terms[0]) if terms else torch.zeros_like(layers[0])
 
 
@@ -67,12 +70,12 @@ class LightGCN(EmbeddingRecommender):
         reg: L2Reg = L2Reg(),
     ) -> None:
         super().__init__(n_users, n_items, embedding_dim, loss, reg)
+        if not isinstance(num_layers, int) or num_layers < 0:
+            raise ValueError(f"model.num_layers must be an integer >= 0, got {num_layers!r}")
         self.num_layers = num_layers
-        self.register_buffer(
-            "weights",
-            layer_mean_weights(num_layers, include_layer0, layer_weights),
-            persistent=False,
-        )
+        weights = layer_mean_weights(num_layers, include_layer0, layer_weights)
+        self.register_buffer("weights", weights, persistent=False)
+        self.host_weights = weights.tolist()  # floats on the host: combining never syncs a GPU
         self.adjacency = adjacency
 
     def _apply(self, fn, recurse=True):  # keep the sparse adjacency on the module's device
@@ -132,4 +135,8 @@ class LightGCN(EmbeddingRecommender):
         return x[: self.n_users], x[self.n_users :]
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split(combine_layers(self.layers(), self.weights))
+        return self.split(self.combine(self.layers()))
+
+    def combine(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The final representation ``Σ_k w_k E^(k)`` of ``layers`` (each ``[U+I, d]``)."""
+        return combine_layers(layers, self.host_weights)

@@ -9,7 +9,7 @@ from sslrec.augment.base import require
 from sslrec.data.sampling import Batch
 from sslrec.losses import InfoNCEHead, L2Reg, Term
 from sslrec.models.base import with_ssl
-from sslrec.models.lightgcn import LightGCN, combine_layers
+from sslrec.models.lightgcn import LightGCN
 
 #: SELFRec's SimGCL/XSimGCL regulariser: ``λ · (‖U‖ + ‖P‖) / B`` on the propagated user and
 #: positive rows (unsquared norms, no negative rows)
@@ -53,7 +53,7 @@ class SimGCL(LightGCN):
 
     def loss(self, batch: Batch) -> dict[str, Term]:
         views = self.layers_of_views([None, self.noise, self.noise], self.fused)
-        clean, noisy1, noisy2 = (self.split(combine_layers(v, self.weights)) for v in views)
+        clean, noisy1, noisy2 = (self.split(self.combine(v)) for v in views)
         terms = self.ranking_terms(*clean, batch)
         ssl = self.head(noisy1, noisy2, batch.users, batch.pos)
         return with_ssl(terms, ssl, self.ssl_weight)

@@ -9,7 +9,7 @@ from sslrec.augment.base import require
 from sslrec.data.sampling import Batch
 from sslrec.losses import InfoNCEHead, L2Reg, Term
 from sslrec.models.base import with_ssl
-from sslrec.models.lightgcn import LightGCN, combine_layers
+from sslrec.models.lightgcn import LightGCN
 from sslrec.models.simgcl import SELFREC_REG
 
 
@@ -52,7 +52,7 @@ class XSimGCL(LightGCN):
 
     def loss(self, batch: Batch) -> dict[str, Term]:
         layers = self.layers(perturb=self.noise)
-        final = self.split(combine_layers(layers, self.weights))
+        final = self.split(self.combine(layers))
         terms = self.ranking_terms(*final, batch)
         ssl = self.head(final, self.split(layers[self.cl_layer]), batch.users, batch.pos)
         return with_ssl(terms, ssl, self.ssl_weight)
