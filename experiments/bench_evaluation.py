@@ -1,6 +1,15 @@
 """Benchmark one full-ranking evaluation (all test users × all items, metrics at K≤50).
 
 python experiments/bench_evaluation.py --dataset gowalla --dim 64 --repeats 5
+python experiments/bench_evaluation.py --model lightgcn neumf --threads 1 --repeats 3
+
+``--model embeddings`` (the default) ranks random ``[U, dim]``/``[I, dim]`` embeddings by inner
+product: the ranker alone. ``--model lightgcn`` / ``neumf`` time a whole evaluation of a
+randomly initialised model as the trainer runs it: ``model.scorer()`` (LightGCN's propagation;
+NeuMF's split first layer) and the ranking through it (NeuMF: its tiled tower scorer in
+``eval_memory_mb`` blocks). With several models each runs in its own process, so that each
+peak RSS (the process's high-water mark: data, model and evaluation) is its own; the output
+adds the ratio of their median seconds to the first model's.
 """
 
 from __future__ import annotations
@@ -8,7 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -16,44 +28,116 @@ import torch
 from sslrec.data import DatasetSpec, load_dataset
 from sslrec.evaluation import Evaluator
 
+MODELS = ("embeddings", "lightgcn", "neumf")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+def bench_one(args: argparse.Namespace, model_name: str) -> dict:
+    """Time ``args.repeats`` test evaluations of one model in this process."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
+    torch.manual_seed(0)
+    ev = Evaluator(data, ks=(10, 20, 50), batch_size=args.batch_size)
+    extra: dict = {}
+    if model_name == "embeddings":
+        gen = torch.Generator().manual_seed(0)
+        users = torch.randn(data.n_users, args.dim, generator=gen)
+        items = torch.randn(data.n_items, args.dim, generator=gen)
+
+        def evaluate() -> dict:
+            return ev.evaluate(users, items, "test")
+
+        extra["dim"] = args.dim
+    else:
+        from omegaconf import OmegaConf
+
+        from sslrec.factory import build_model
+
+        target = {"lightgcn": "sslrec.models.LightGCN", "neumf": "sslrec.models.neumf.NeuMF"}
+        cfg = {"_target_": target[model_name]}
+        if model_name == "neumf":
+            cfg["eval_memory_mb"] = args.eval_memory_mb
+        model = build_model(OmegaConf.create(cfg), data, torch.device("cpu")).eval()
+        scorer = model.scorer()
+        extra["block_users"] = min(args.batch_size, scorer.block_users or args.batch_size)
+        if model_name == "neumf":
+            extra |= {"eval_memory_mb": args.eval_memory_mb, "layers": model.layers}
+        else:
+            extra |= {"dim": model.embedding_dim, "num_layers": model.num_layers}
+        del scorer
+
+        def evaluate() -> dict:
+            with torch.no_grad():
+                return ev.evaluate_scorer(model.scorer(), "test")
+
+    rss_before = _peak_rss_mb()
+    for _ in range(args.warmup):
+        evaluate()
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        evaluate()
+        times.append(time.perf_counter() - t0)
+    users_evaluated = int(len(data.eval_users("test")))
+    return {
+        "model": model_name,
+        "dataset": args.dataset,
+        "users_evaluated": users_evaluated,
+        "items": data.n_items,
+        "pairs": users_evaluated * data.n_items,
+        "batch_size": args.batch_size,
+        **extra,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "times_s": times,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "peak_rss_mb_before_eval": rss_before,
+        "peak_rss_mb": _peak_rss_mb(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+    }
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="gowalla")
     ap.add_argument("--data-root", default="../shared/data")
-    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--model", nargs="+", choices=MODELS, default=["embeddings"])
+    ap.add_argument("--dim", type=int, default=64, help="--model embeddings only")
     ap.add_argument("--batch-size", type=int, default=1024)
+    ap.add_argument("--eval-memory-mb", type=float, default=256, help="NeuMF's block budget")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
-    data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
-    gen = torch.Generator().manual_seed(0)
-    users = torch.randn(data.n_users, args.dim, generator=gen)
-    items = torch.randn(data.n_items, args.dim, generator=gen)
-    ev = Evaluator(data, ks=(10, 20, 50), batch_size=args.batch_size)
-    ev.evaluate(users, items, "test")  # warm-up
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        ev.evaluate(users, items, "test")
-        times.append(time.perf_counter() - t0)
-    print(
-        json.dumps(
-            {
-                "dataset": args.dataset,
-                "users_evaluated": int(len(data.eval_users("test"))),
-                "items": data.n_items,
-                "dim": args.dim,
-                "batch_size": args.batch_size,
-                "median_s": statistics.median(times),
-                "min_s": min(times),
-                "repeats": args.repeats,
-                "threads": torch.get_num_threads(),
-                "torch": torch.__version__,
-                "machine": platform.machine(),
-            },
-            indent=2,
-        )
-    )
+    if len(args.model) == 1:
+        print(json.dumps(bench_one(args, args.model[0]), indent=2))
+        return
+    runs = []
+    for name in args.model:  # one process each: separate peak RSS, no shared allocator state
+        argv = [
+            "--dataset", args.dataset, "--data-root", args.data_root, "--model", name,
+            "--dim", str(args.dim), "--batch-size", str(args.batch_size),
+            "--eval-memory-mb", str(args.eval_memory_mb), "--repeats", str(args.repeats),
+            "--warmup", str(args.warmup),
+        ] + (["--threads", str(args.threads)] if args.threads else [])  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, __file__, *argv], check=True, capture_output=True, text=True
+        ).stdout
+        runs.append(json.loads(out[out.index("{") :]))
+    base = runs[0]["median_s"]
+    summary = {
+        "runs": runs,
+        "ratio_median_s": {r["model"]: r["median_s"] / base for r in runs},
+        "ratio_to": runs[0]["model"],
+    }
+    print(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from sslrec.data.features import load_side_features
 from sslrec.data.interactions import Interactions, build_interactions
 from sslrec.data.readers import IdMap, read_adjacency_list, read_triples
 
@@ -38,6 +39,10 @@ class DatasetSpec:
             present (``max id + 1 > max(2 x distinct ids, distinct ids + 10,000)``, which is
             otherwise an error naming the largest id's line; see
             ``sslrec.data.interactions.check_id_space``): every id up to the largest gets a row.
+        user_features_file, item_features_file: optional side-feature files in the folder
+            (``user feature1 feature2 ...``, ids as in the interaction files; format in
+            ``sslrec.data.features``), read into ``Interactions.features`` when present (not for
+            ``format: pyg``); ``null`` ignores the file.
     """
 
     name: str
@@ -52,6 +57,8 @@ class DatasetSpec:
     train_file: str = "train.txt"
     valid_file: str = "valid.txt"
     test_file: str = "test.txt"
+    user_features_file: str | None = "user_features.txt"
+    item_features_file: str | None = "item_features.txt"
 
 
 def resolve_folder(spec: DatasetSpec) -> Path:
@@ -108,6 +115,9 @@ def load_dataset(spec: DatasetSpec) -> Interactions:
         n_items=spec.n_items,
         id_map=id_map,
         allow_sparse_ids=spec.allow_sparse_ids,
+    )
+    data.features = load_side_features(
+        folder, spec.user_features_file, spec.item_features_file, data.n_users, data.n_items, id_map
     )
     log.info("%s (from %s)", data.describe(), folder)
     return data

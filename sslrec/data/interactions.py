@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from sslrec.data.features import SideFeatures
 from sslrec.data.readers import ID_LIMIT, DataFormatError, IdMap, RawPairs
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ class Interactions:
 
     ``train`` is what models are fit on. ``valid`` is used for model selection (empty when the
     paper protocol is used), ``test`` is the untouched official test split. ``id_map`` is set
-    when raw ids were remapped (triple/CSV input) so that results can be exported.
+    when raw ids were remapped (triple/CSV input) so that results can be exported. ``features``
+    holds the optional user/item side features (``sslrec.data.features``), ``None`` without.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Interactions:
     valid: sp.csr_matrix
     test: sp.csr_matrix
     id_map: IdMap | None = None
+    features: SideFeatures | None = None
 
     @property
     def n_train(self) -> int:
@@ -319,4 +322,5 @@ def split_validation(data: Interactions, fraction: float, seed: int) -> Interact
         valid=pairs_to_csr(rows[to_valid], cols[to_valid], *shape),
         test=data.test,
         id_map=data.id_map,
+        features=data.features,
     )
