@@ -2,6 +2,7 @@
 
 python experiments/bench_evaluation.py --dataset gowalla --dim 64 --repeats 5
 python experiments/bench_evaluation.py --model lightgcn neumf --threads 1 --repeats 3
+python experiments/bench_evaluation.py --item-tile 0 2048 8192 --threads 2 --repeats 5
 
 ``--model embeddings`` (the default) ranks random ``[U, dim]``/``[I, dim]`` embeddings by inner
 product: the ranker alone. ``--model lightgcn`` / ``neumf`` time a whole evaluation of a
@@ -9,7 +10,10 @@ randomly initialised model as the trainer runs it: ``model.scorer()`` (LightGCN'
 NeuMF's split first layer) and the ranking through it (NeuMF: its tiled tower scorer in
 ``eval_memory_mb`` blocks). With several models each runs in its own process, so that each
 peak RSS (the process's high-water mark: data, model and evaluation) is its own; the output
-adds the ratio of their median seconds to the first model's.
+adds the ratio of their median seconds to the first model's. ``--item-tile`` times the ranker
+with whole score rows (0) and with item tiles merged into a running top-k, interleaved, and
+checks that every variant's metrics equal the first's bit for bit. ``--device cuda`` runs it on
+a GPU.
 """
 
 from __future__ import annotations
@@ -35,18 +39,24 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def bench_one(args: argparse.Namespace, model_name: str) -> dict:
     """Time ``args.repeats`` test evaluations of one model in this process."""
     if args.threads:
         torch.set_num_threads(args.threads)
     data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
     torch.manual_seed(0)
+    device = torch.device(args.device)
     ev = Evaluator(data, ks=(10, 20, 50), batch_size=args.batch_size)
     extra: dict = {}
     if model_name == "embeddings":
         gen = torch.Generator().manual_seed(0)
-        users = torch.randn(data.n_users, args.dim, generator=gen)
-        items = torch.randn(data.n_items, args.dim, generator=gen)
+        users = torch.randn(data.n_users, args.dim, generator=gen).to(device)
+        items = torch.randn(data.n_items, args.dim, generator=gen).to(device)
 
         def evaluate() -> dict:
             return ev.evaluate(users, items, "test")
@@ -61,7 +71,7 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
         cfg = {"_target_": target[model_name]}
         if model_name == "neumf":
             cfg["eval_memory_mb"] = args.eval_memory_mb
-        model = build_model(OmegaConf.create(cfg), data, torch.device("cpu")).eval()
+        model = build_model(OmegaConf.create(cfg), data, device).eval()
         scorer = model.scorer()
         extra["block_users"] = min(args.batch_size, scorer.block_users or args.batch_size)
         if model_name == "neumf":
@@ -75,13 +85,30 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
                 return ev.evaluate_scorer(model.scorer(), "test")
 
     rss_before = _peak_rss_mb()
-    for _ in range(args.warmup):
-        evaluate()
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        evaluate()
-        times.append(time.perf_counter() - t0)
+    tiles = args.item_tile if model_name != "neumf" else [0]
+    metrics: dict[int, dict] = {}
+    for tile in tiles:
+        ev.item_tile = tile or None
+        for _ in range(args.warmup):
+            metrics[tile] = evaluate()
+    times: dict[int, list[float]] = {tile: [] for tile in tiles}
+    for _ in range(args.repeats):  # variants interleaved: a noisy machine hits them alike
+        for tile in tiles:
+            ev.item_tile = tile or None
+            _sync(device)
+            t0 = time.perf_counter()
+            metrics[tile] = evaluate()
+            _sync(device)
+            times[tile].append(time.perf_counter() - t0)
+    first = tiles[0]
+    variants = {
+        f"item_tile={tile or 'rows'}": {
+            "median_s": statistics.median(times[tile]),
+            "ratio_to_first": statistics.median(times[tile]) / statistics.median(times[first]),
+            "metrics_identical_to_first": metrics[tile] == metrics[first],
+        }
+        for tile in tiles
+    }
     users_evaluated = int(len(data.eval_users("test")))
     return {
         "model": model_name,
@@ -91,9 +118,11 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
         "pairs": users_evaluated * data.n_items,
         "batch_size": args.batch_size,
         **extra,
-        "median_s": statistics.median(times),
-        "min_s": min(times),
-        "times_s": times,
+        "median_s": statistics.median(times[first]),
+        "min_s": min(times[first]),
+        "times_s": times[first],
+        "variants": variants,
+        "device": str(device),
         "repeats": args.repeats,
         "warmup": args.warmup,
         "peak_rss_mb_before_eval": rss_before,
@@ -115,6 +144,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument(
+        "--item-tile",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="items per score tile, 0 = whole rows; several are timed interleaved and their "
+        "metrics compared bit for bit with the first's",
+    )
     args = ap.parse_args()
     if len(args.model) == 1:
         print(json.dumps(bench_one(args, args.model[0]), indent=2))
@@ -125,7 +163,8 @@ def main() -> None:
             "--dataset", args.dataset, "--data-root", args.data_root, "--model", name,
             "--dim", str(args.dim), "--batch-size", str(args.batch_size),
             "--eval-memory-mb", str(args.eval_memory_mb), "--repeats", str(args.repeats),
-            "--warmup", str(args.warmup),
+            "--warmup", str(args.warmup), "--device", args.device,
+            "--item-tile", *map(str, args.item_tile),
         ] + (["--threads", str(args.threads)] if args.threads else [])  # fmt: skip
         out = subprocess.run(
             [sys.executable, __file__, *argv], check=True, capture_output=True, text=True

@@ -1,22 +1,11 @@
 #!/usr/bin/env bash
-# The published comparisons on the public LightGCN/SGL splits, one command:
-#   bash experiments/reproduce_published.sh [OUT_DIR] [EXPERIMENT ...]
-# Default: every experiment below, one after another, with the paper's protocol (selected on
-# TEST, as the official code did; results.json says so). Each run writes config.yaml,
-# metrics.jsonl and results.json to OUT_DIR/NAME, and OUT_DIR/machine.txt records the machine.
-# On the project's 2-core CPU one SGL epoch on yelp2018 takes ~11 min: run this on a GPU
-# (H100 figures: experiments/results/yelp2018_gowalla_h100.md).
+# The published comparisons on the public LightGCN/SGL splits, resumable across GPU slots:
+#   bash experiments/reproduce_published.sh [OUT_DIR] [--budget SECONDS] [--only NAME ...]
+# Runs the missing rows in order of value (LightGCN yelp2018 and gowalla to convergence, then
+# 3 seeds of SimGCL, XSimGCL and SGL-ED under the paper and the validation protocol, then the
+# model zoo), each with trainer.resume=true so a cut-off run continues where it stopped; writes
+# OUT_DIR/results.md (every row against its published figure, with the machine) and a report.
+# On the project's 2-core CPU one SGL epoch on yelp2018 takes minutes: run this on a GPU.
 set -euo pipefail
-out=${1:-outputs/published}
-shift || true
-experiments=("$@")
-[ ${#experiments[@]} -gt 0 ] || experiments=(lightgcn_yelp2018 sgl_ed_yelp2018 sgl_nd_yelp2018 \
-  sgl_rw_yelp2018 simgcl_yelp2018 xsimgcl_yelp2018 lightgcn_gowalla)
-mkdir -p "$out"
-{ uname -a; nproc; python -c "import torch; print('torch', torch.__version__, \
-  torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"; } > "$out/machine.txt"
-for name in "${experiments[@]}"; do
-  python -m sslrec +experiment="$name" logger=none hydra.run.dir="$out/$name" \
-    > "$out/$name.log" 2>&1 || echo "$name failed: see $out/$name.log"
-done
-python -m sslrec.report "$out" --out "$out/report" --split test || true
+cd "$(dirname "$0")/.."
+exec python experiments/reproduce_published.py "$@"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import sys
@@ -12,6 +13,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from sslrec.config import register_schemas
 
 log = logging.getLogger("sslrec")
 
@@ -25,6 +28,9 @@ def config_dir() -> str:
     raise FileNotFoundError(f"sslrec: no conf/config.yaml in {here} or {here.parent}")
 
 
+register_schemas()  # before Hydra composes: conf/ names the schemas
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def main(cfg: DictConfig) -> float:
     from sslrec.run import run
@@ -33,17 +39,12 @@ def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     out = hc.runtime.output_dir
     if hc.mode != RunMode.MULTIRUN:
-        results = run(cfg, out)
+        results = run(cfg, out)  # an exception: Hydra prints it and exits 1
     else:  # one failing job of a sweep leaves error.txt; the others go on
         try:
             results = run(cfg, out)
-        except Exception:
-            from sslrec.io import save_text
-
-            tb = traceback.format_exc()
-            Path(out).mkdir(parents=True, exist_ok=True)
-            save_text(tb, Path(out) / "error.txt")
-            log.error("job %s failed, traceback in %s:\n%s", hc.job.num, out, tb)
+        except Exception as exc:
+            _job_failed(cfg, Path(out), exc, hc.job.num)
             if is_optuna(hc):
                 raise  # a failed trial; a NaN return would crash the whole study
             return float("nan")
@@ -53,19 +54,51 @@ def main(cfg: DictConfig) -> float:
     return value
 
 
+def _job_failed(cfg: DictConfig, out: Path, exc: Exception, num: int) -> None:
+    """Leave the traceback in ``error.txt`` and, if the job got no further, its
+    ``config.yaml`` (so that ``sslrec report`` lists it with its configuration). Never in a
+    folder that holds another run: a job refused its folder leaves it as it was."""
+    from omegaconf import OmegaConf
+
+    from sslrec.io import CONFIG, ERROR, save_text
+    from sslrec.run import belongs_to
+    from sslrec.train.rundir import RunDirError
+
+    tb = traceback.format_exc()
+    if isinstance(exc, RunDirError) or not belongs_to(out, cfg):
+        log.error("job %s failed, %s left untouched: %s: %s", num, out, type(exc).__name__, exc)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    save_text(tb, out / ERROR)
+    if not (out / CONFIG).exists():
+        try:
+            text = OmegaConf.to_yaml(cfg, resolve=True)
+        except Exception:  # the config itself is what failed: keep it unresolved
+            text = OmegaConf.to_yaml(cfg)
+        save_text(text, out / CONFIG)
+    log.error("job %s failed, traceback in %s:\n%s", num, out / ERROR, tb)
+
+
+#: ``sslrec NAME ...`` (or ``python -m sslrec NAME ...``) runs the module's ``main(argv)``
+COMMANDS = {
+    "report": "sslrec.report.__main__",  # tables, tests and plots of run directories
+    "prepare": "sslrec.prepare_cli",  # raw data into a dataset folder
+    "recommend": "sslrec.recommend",  # top-k items per user of a finished run
+    "evaluate": "sslrec.evaluate",  # a finished run's metrics, on its split or another
+}
+
+
 def cli() -> None:
-    """``sslrec report DIR ...`` (or ``python -m sslrec report ...``) writes a report of run
-    directories, ``sslrec prepare INPUT ...`` a dataset folder; anything else is a Hydra run or
-    sweep."""
-    if len(sys.argv) > 1 and sys.argv[1] == "report":
-        from sslrec.report.__main__ import main as report
+    """``sslrec report|prepare|recommend|evaluate ...`` run those commands; anything else is a
+    Hydra run or sweep."""
+    if len(sys.argv) > 1 and sys.argv[1] in COMMANDS:
+        module = importlib.import_module(COMMANDS[sys.argv[1]])
+        raise SystemExit(module.main(sys.argv[2:]))
+    from sslrec import multirun
 
-        raise SystemExit(report(sys.argv[2:]))
-    if len(sys.argv) > 1 and sys.argv[1] == "prepare":
-        from sslrec.prepare_cli import main as prepare
-
-        raise SystemExit(prepare(sys.argv[2:]))
     main()
+    if multirun.FAILED:  # a sweep ran every job; some failed (listed by SweepSummary)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,38 +1,58 @@
-"""One run: config → data → model → fit → test → ``results.json``/``embeddings.npz``.
+"""One run: config → checks → run directory → data → model → fit → ``results.json`` and
+``embeddings.npz``.
 
 This is the only module that reads the composed Hydra config; everything below it receives
 plain arguments or typed dataclasses.
+
+Nothing is written into the run directory before every check has passed: the configuration's
+values (:func:`sslrec.config.validate_run_config`), the directory's lock (a second run on it
+fails naming the first one's pid), its ownership (a fresh run refuses another run's outputs
+unless ``trainer.overwrite=true``) and, on ``trainer.resume=true``, the checkpoint's safety and
+fingerprint; then the data is read and the model, evaluator and trainer are built, with their
+own checks. Only then are ``overwrite``'s old outputs deleted, leftovers of killed writes
+removed and ``config.yaml`` written, so a run that fails a check leaves the directory as it was.
+Hydra itself writes ``.hydra/`` and the job log before any of this.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from sslrec.config import ConfigError, TrainerConfig, validate_run_config
 from sslrec.data import DatasetSpec, Interactions, load_dataset, split_validation
+from sslrec.data.dataset import resolve_folder
 from sslrec.evaluation import Evaluator
 from sslrec.factory import build_model
 from sslrec.io import (
+    CHECKPOINT,
     CONFIG,
     EMBEDDINGS,
     METRICS,
     RESULTS,
     format_table,
     read_jsonl,
+    remove_temporaries,
     save_json,
     save_npz,
     save_text,
 )
 from sslrec.naming import run_name
 from sslrec.runtime import launcher_threads, sweep_group
-from sslrec.train import Trainer, TrainerConfig, seed_everything
+from sslrec.train import NonFiniteLossError, Trainer, seed_everything
+from sslrec.train.checkpoint import read_checkpoint
+from sslrec.train.fingerprint import check_same_run, config_part, run_fingerprint
+from sslrec.train.rundir import RunDirError, RunLock, clear_outputs, run_outputs
 
 log = logging.getLogger("sslrec")
 
@@ -59,58 +79,187 @@ def load_data(spec: DatasetSpec, protocol: str) -> Interactions:
     return data
 
 
-def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Execute one configured run and write its outputs into ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    t_start = time.perf_counter()
-    threads = cfg.threads or launcher_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-        log.info("torch threads: %d", threads)
-    save_text(OmegaConf.to_yaml(cfg, resolve=True), out / CONFIG)
-    seed_everything(cfg.seed)
-    trainer_cfg = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
-    spec = DatasetSpec(**OmegaConf.to_container(cfg.dataset, resolve=True))
-    data = load_data(spec, trainer_cfg.protocol)
-    device = _device(cfg.device)
-    model = build_model(cfg.model, data, device)
-    evaluator = Evaluator(
-        data, ks=list(cfg.eval.ks), metrics=list(cfg.eval.metrics), batch_size=cfg.eval.batch_size
-    )
-    logger = instantiate(
-        cfg.logger,
-        run_config=OmegaConf.to_container(cfg, resolve=True),
-        dir=str(out),
-        name=run_name(cfg),
-        group=sweep_group(cfg.get("logger", {}).get("group")),
-        _recursive_=False,
-    )
-    trainer = Trainer(model, data, evaluator, trainer_cfg, out, seed=cfg.seed, logger=logger)
+def dataset_spec(cfg: DictConfig) -> DatasetSpec:
+    """The ``dataset`` node as a :class:`DatasetSpec`; an unknown key is a ConfigError."""
+    values = OmegaConf.to_container(cfg.dataset, resolve=True)
     try:
-        results = trainer.fit()
-        results["baselines"] = {"most_popular": evaluator.most_popular("test")}
-        # means over the evaluation records (each holds its epoch's training time)
-        evals = read_jsonl(out / METRICS)
-        for key, field in (
-            ("seconds_per_epoch", "train_seconds"),
-            ("seconds_per_eval", "eval_seconds"),
-        ):
-            results[key] = float(np.mean([r[field] for r in evals])) if evals else 0.0
-        results["dataset"] = data.stats() | {"name": data.name}
-        # where it ran: a SLURM or joblib job's results say which device and how many threads
-        results["device"] = str(device)
-        results["threads"] = torch.get_num_threads()
-        results["scoring"] = "inner_product" if model.inner_product else "model"
-        results["total_seconds"] = time.perf_counter() - t_start
-        save_npz(out / EMBEDDINGS, **embedding_arrays(model, data))
-        save_json(results, out / RESULTS)
-        logger.summary(results)
-    finally:
-        logger.finish()
+        return DatasetSpec(**values)
+    except TypeError as exc:
+        raise ConfigError(f"dataset: {exc}") from None
+
+
+def data_files(spec: DatasetSpec) -> list[Path]:
+    """The files a run reads (what its fingerprint hashes): every ``*_file`` the dataset
+    settings name (the splits, side features) that exists in the dataset folder."""
+    folder = resolve_folder(spec)
+    names = [getattr(spec, f.name) for f in fields(spec) if f.name.endswith("_file")]
+    paths = [folder / name for name in dict.fromkeys(names) if isinstance(name, str)]
+    return [path for path in paths if path.is_file()]
+
+
+def claim_run_dir(
+    out: Path, trainer: TrainerConfig, fingerprint: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Check that this run may use ``out`` (its lock held); returns the checkpoint to resume
+    from, if any. Reads only.
+
+    * fresh run: ``out`` must hold none of another run's outputs, unless ``overwrite``;
+    * ``resume``: ``checkpoint.pt`` must be plain data with this run's fingerprint; without a
+      checkpoint, ``config.yaml`` (a run killed before its first checkpoint) must describe this
+      run, and a folder with results but no checkpoint is refused.
+
+    Raises:
+        RunDirError: (or its CheckpointError, ResumeMismatchError) why not.
+    """
+    present = run_outputs(out)
+    if trainer.resume:
+        if CHECKPOINT in present:
+            ckpt = read_checkpoint(out / CHECKPOINT)
+            check_same_run(ckpt.get("fingerprint"), fingerprint, out / CHECKPOINT)
+            return ckpt
+        if CONFIG in present:
+            old = _read_config(out / CONFIG)
+            old_part = {"config": config_part(old)} if old is not None else None
+            check_same_run(old_part, fingerprint, out / CONFIG, compare_data=False)
+        finished = [name for name in (RESULTS, EMBEDDINGS) if name in present]
+        if finished:
+            raise RunDirError(
+                f"trainer.resume=true refused: {out} holds {', '.join(finished)} but no "
+                f"{CHECKPOINT} to resume from; run in another directory, or pass "
+                "trainer.resume=false trainer.overwrite=true to replace it"
+            )
+        return None
+    if present and not trainer.overwrite:
+        raise RunDirError(
+            f"{out} already holds another run's outputs ({', '.join(present)}); a fresh run "
+            "never mixes with them. Pass trainer.resume=true to continue that run, "
+            "trainer.overwrite=true to delete them and start over, or choose another "
+            "hydra.run.dir"
+        )
+    return None
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return tree if isinstance(tree, dict) else None
+
+
+def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Execute one configured run and write its outputs into ``out_dir``.
+
+    Raises:
+        ConfigError: a configuration value is not allowed (nothing was written).
+        RunDirError: ``out_dir`` belongs to another run, is locked by one, or cannot be resumed
+            (nothing was written).
+        NonFiniteLossError: training diverged; ``results.json`` says ``"status": "failed"``
+            with the reason and ``checkpoint.pt`` keeps the last good state.
+    """
+    out = Path(out_dir)
+    t_start = time.perf_counter()
+    trainer_cfg = validate_run_config(cfg)
+    spec = dataset_spec(cfg)
+    fingerprint = run_fingerprint(cfg, data_files(spec))
+    out.mkdir(parents=True, exist_ok=True)
+    with RunLock(out):
+        checkpoint = claim_run_dir(out, trainer_cfg, fingerprint)
+        threads = cfg.threads or launcher_threads()
+        if threads:
+            torch.set_num_threads(int(threads))
+            log.info("torch threads: %d", threads)
+        seed_everything(cfg.seed)
+        # the data and the model are built before anything is written, so that their checks
+        # (bad input lines, a constructor's argument, eval.ks beyond the items) leave the
+        # directory as it was: rerunning with the value fixed needs no overwrite
+        data = load_data(spec, trainer_cfg.protocol)
+        device = _device(cfg.device)
+        try:
+            model = build_model(cfg.model, data, device)
+        except InstantiationException as exc:  # a constructor's check: say which node
+            raise ConfigError(f"model: {exc.__cause__ or exc}") from None
+        evaluator = Evaluator(
+            data,
+            ks=list(cfg.eval.ks),
+            metrics=list(cfg.eval.metrics),
+            batch_size=cfg.eval.batch_size,
+            item_tile=cfg.eval.get("item_tile"),
+        )
+        trainer = Trainer(
+            model, data, evaluator, trainer_cfg, out, seed=cfg.seed, fingerprint=fingerprint
+        )
+        # every check passed: from here on the directory is this run's
+        if trainer_cfg.overwrite and not trainer_cfg.resume:
+            removed = clear_outputs(out)
+            if removed:
+                log.warning("trainer.overwrite=true: deleted %s from %s", ", ".join(removed), out)
+        for tmp in remove_temporaries(out):
+            log.warning("removed %s, left by a write that was killed", tmp)
+        save_text(OmegaConf.to_yaml(cfg, resolve=True), out / CONFIG)
+        trainer.logger = instantiate(
+            cfg.logger,
+            run_config=OmegaConf.to_container(cfg, resolve=True),
+            dir=str(out),
+            name=run_name(cfg),
+            group=sweep_group(cfg.get("logger", {}).get("group")),
+            _recursive_=False,
+        )
+        try:
+            results = _fit(trainer, checkpoint, out, device, t_start)
+        finally:
+            trainer.logger.finish()
     print(format_table(results))
     print(f"outputs in {out}")
     return results
+
+
+def _fit(
+    trainer: Trainer,
+    checkpoint: dict[str, Any] | None,
+    out: Path,
+    device: torch.device,
+    t_start: float,
+) -> dict[str, Any]:
+    """Train, then write ``embeddings.npz`` and ``results.json``; a non-finite loss writes the
+    failed ``results.json`` instead and re-raises."""
+    try:
+        results = {"status": "finished"} | trainer.fit(checkpoint)
+    except NonFiniteLossError as exc:
+        save_json(failure(exc, trainer.cfg), out / RESULTS)
+        raise
+    model, data = trainer.model, trainer.data
+    results["baselines"] = {"most_popular": trainer.evaluator.most_popular("test")}
+    # means over the evaluation records (each holds its epoch's training time)
+    evals = read_jsonl(out / METRICS)
+    for key, field in (
+        ("seconds_per_epoch", "train_seconds"),
+        ("seconds_per_eval", "eval_seconds"),
+    ):
+        results[key] = float(np.mean([r[field] for r in evals])) if evals else 0.0
+    results["dataset"] = data.stats() | {"name": data.name}
+    # where it ran: a SLURM or joblib job's results say which device and how many threads
+    results["device"] = str(device)
+    results["threads"] = torch.get_num_threads()
+    results["scoring"] = "inner_product" if model.inner_product else "model"
+    results["total_seconds"] = time.perf_counter() - t_start
+    save_npz(out / EMBEDDINGS, **embedding_arrays(model, data))
+    save_json(results, out / RESULTS)
+    trainer.logger.summary(results)
+    return results
+
+
+def failure(exc: NonFiniteLossError, trainer_cfg: TrainerConfig) -> dict[str, Any]:
+    """``results.json`` of a run stopped by a non-finite loss: the reason, never a metric."""
+    return {
+        "status": "failed",
+        "reason": str(exc),
+        "error": type(exc).__name__,
+        "epoch": exc.epoch,
+        "batch": exc.batch,
+        "terms": exc.terms,
+        "on_nonfinite": trainer_cfg.on_nonfinite,
+    }
 
 
 def embedding_arrays(model: Any, data: Interactions) -> dict[str, np.ndarray]:
@@ -122,3 +271,13 @@ def embedding_arrays(model: Any, data: Interactions) -> dict[str, np.ndarray]:
         arrays["user_raw_id"] = np.asarray(data.id_map.raw_users())
         arrays["item_raw_id"] = np.asarray(data.id_map.raw_items())
     return arrays
+
+
+def belongs_to(out: str | Path, cfg: DictConfig) -> bool:
+    """Whether ``out`` holds no run outputs, or this run's (its ``config.yaml`` describes
+    ``cfg``): where a failed sweep job may leave ``error.txt`` without mixing two runs."""
+    out = Path(out)
+    if not run_outputs(out):
+        return True
+    old = _read_config(out / CONFIG)
+    return old is not None and config_part(old) == config_part(cfg)

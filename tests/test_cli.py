@@ -1,6 +1,7 @@
 """The command-line and output contract: ``python -m sslrec ...`` from any directory."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -49,6 +50,12 @@ def test_contract_on_custom_dataset(tmp_path, tiny_dataset_dir, model):
         assert {"recall@20", "ndcg@20"} <= set(r["metrics"])
     res = json.loads((out / "results.json").read_text())
     assert {"valid", "test", "best_epoch", "protocol", "seconds"} <= set(res)
+    assert res["status"] == "finished"
+    assert not (out / ".lock").exists()  # released when the run ended
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("config.yaml", "results.json", "checkpoint.pt", "embeddings.npz"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     assert res["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert res["threads"] >= 1
     assert {"recall@20", "ndcg@20", "recall@10", "ndcg@50"} <= set(res["test"])
@@ -101,6 +108,29 @@ def test_bad_input_fails_with_file_and_line(tmp_path, tiny_dataset_dir):
     )
     assert proc.returncode != 0
     assert f"{tiny_dataset_dir / 'test.txt'}:2" in proc.stderr + proc.stdout
+
+
+def test_bad_config_value_exits_1_naming_it_and_writes_nothing(tmp_path, tiny_dataset_dir):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sslrec",
+            "dataset=custom",
+            f"dataset.path={tiny_dataset_dir}",
+            "trainer.batch_size=0",
+            "logger=none",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "trainer.batch_size=0: must be an integer >= 1" in proc.stderr
+    assert not (out / "config.yaml").exists() and not (out / "metrics.jsonl").exists()
 
 
 def test_triples_dataset_exports_raw_ids(tmp_path):

@@ -198,3 +198,20 @@ def test_neumf_recommends_through_its_scorer(tmp_path, tiny_dataset_dir_module):
     for j, user in enumerate(users):
         got = [int(r["item"]) for r in rows if int(r["user"]) == user]
         assert got == np.argsort(-full[j], kind="stable")[:4].tolist()
+
+
+def test_commands_from_the_cli(lightgcn_run, tmp_path):
+    """``python -m sslrec recommend|evaluate`` (the ``sslrec`` script dispatches the same way)."""
+    out = tmp_path / "recs.csv"
+    proc = run_cli(tmp_path, "recommend", str(lightgcn_run), "--k", "3", "--out", str(out))
+    assert "top 3" in proc.stdout and len(_read_csv(out)) == 3 * 40
+    proc = run_cli(
+        tmp_path,
+        "evaluate",
+        str(lightgcn_run),
+        "--split",
+        "valid",
+        "--out",
+        str(tmp_path / "ev.json"),
+    )
+    assert "recall@20" in proc.stdout

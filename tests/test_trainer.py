@@ -57,10 +57,12 @@ def test_best_state_restored_and_early_stop(lastfm, tmp_path):
         assert recs[-1]["epoch"] == results["best_epoch"] + 1
 
 
-def test_resume_after_crash_gives_identical_run(lastfm, tmp_path, monkeypatch):
-    full = make_trainer(lastfm, tmp_path / "full").fit()
+@pytest.mark.parametrize("sampler", ["numpy", "device"])
+def test_resume_after_crash_gives_identical_run(lastfm, tmp_path, monkeypatch, sampler):
+    """Both samplers (the device sampler runs on the CPU here) checkpoint their streams."""
+    full = make_trainer(lastfm, tmp_path / "full", sampler=sampler).fit()
 
-    crashed = make_trainer(lastfm, tmp_path / "crash")
+    crashed = make_trainer(lastfm, tmp_path / "crash", sampler=sampler)
     original = Trainer.train_epoch
 
     def crash_at_5(self, epoch):
@@ -76,7 +78,7 @@ def test_resume_after_crash_gives_identical_run(lastfm, tmp_path, monkeypatch):
     assert [r["epoch"] for r in records(tmp_path / "crash" / "metrics.jsonl")] == [2, 4]
 
     # a fresh process would re-seed differently before resuming: the checkpoint must win
-    resumed = make_trainer(lastfm, tmp_path / "crash", seed=1, resume=True)
+    resumed = make_trainer(lastfm, tmp_path / "crash", seed=1, resume=True, sampler=sampler)
     torch.manual_seed(12345)
     out = resumed.fit()
     assert out["test"] == full["test"]
@@ -84,6 +86,15 @@ def test_resume_after_crash_gives_identical_run(lastfm, tmp_path, monkeypatch):
     assert strip_times(records(tmp_path / "crash" / "metrics.jsonl")) == strip_times(
         records(tmp_path / "full" / "metrics.jsonl")
     )
+
+
+def test_sampler_choice(lastfm, tmp_path):
+    from sslrec.data import BPRSampler
+    from sslrec.data.device_sampling import DeviceSampler
+
+    assert isinstance(make_trainer(lastfm, tmp_path / "a").sampler, BPRSampler)  # auto, CPU
+    device = make_trainer(lastfm, tmp_path / "b", sampler="device").sampler
+    assert isinstance(device, DeviceSampler) and device.device.type == "cpu"
 
 
 def test_resume_without_checkpoint_starts_fresh(lastfm, tmp_path):

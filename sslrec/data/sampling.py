@@ -127,6 +127,13 @@ class BPRSampler:
     def __len__(self) -> int:
         return -(-len(self.keys) // self.batch_size)
 
+    def state(self) -> dict:
+        """The generator's state (plain ints and strings), for checkpoints."""
+        return self.rng.bit_generator.state
+
+    def load_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
     def is_positive(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """``[n]`` bool: whether each ``(users[k], items[k])`` is a training interaction."""
         keys = users * self.n_items + items

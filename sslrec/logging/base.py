@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-from sslrec.io import append_jsonl, save_text
+from sslrec.io import append_jsonl, parse_jsonl, save_text
 
 
 class RunLogger(Protocol):
@@ -35,15 +35,20 @@ class JsonlLogger:
         pass
 
     def truncate_after(self, epoch: int) -> None:
-        """Drop records past ``epoch`` (written after the checkpoint a resumed run restarts at)."""
+        """Keep only records up to ``epoch``: a resumed run restarts after its checkpoint's
+        epoch, and records past it (written before a kill stopped the checkpoint that would
+        have covered them) are written again. A garbled or truncated line (a kill inside the
+        append) is dropped too."""
         if not self.path.exists():
             return
-        kept = [
-            line
-            for line in self.path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("epoch", 0) <= epoch
-        ]
-        save_text("".join(line + "\n" for line in kept), self.path)
+        kept = [r for r in parse_jsonl(self.path.read_bytes()) if _epoch(r) <= epoch]
+        save_text("".join(json.dumps(r) + "\n" for r in kept), self.path)
+
+
+def _epoch(record: dict[str, Any]) -> float:
+    """A record's epoch; a record without a usable one sorts last, so a resume drops it."""
+    value = record.get("epoch")
+    return value if isinstance(value, int) and not isinstance(value, bool) else float("inf")
 
 
 class NullLogger:

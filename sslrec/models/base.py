@@ -90,6 +90,8 @@ class EmbeddingRecommender(Recommender):
         reg: L2Reg = L2Reg(),
     ) -> None:
         super().__init__(n_users, n_items)
+        if not isinstance(embedding_dim, int) or embedding_dim < 1:
+            raise ValueError(f"model.embedding_dim must be an integer >= 1, got {embedding_dim!r}")
         self.embedding_dim = embedding_dim
         self.user_embedding = nn.Embedding(n_users, embedding_dim)
         self.item_embedding = nn.Embedding(n_items, embedding_dim)

@@ -100,27 +100,73 @@ def natural_key(path: Path) -> list[tuple[int, int | str]]:
     return [(0, int(t)) if t.isdigit() else (1, t) for t in re.split(r"(\d+)", str(path)) if t]
 
 
+def exception_line(text: str) -> str:
+    """The line naming the exception in a traceback (``ValueError: ...``, the last such line
+    of a chained one), not its first ("Traceback (most recent call last):"); the last
+    non-empty line of any other text."""
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    for line in reversed(lines):
+        name = line.split(":", 1)[0] if ":" in line else line
+        if (
+            not line[0].isspace()
+            and re.fullmatch(r"[A-Za-z_][\w.]*", name)
+            and not line.startswith(("Traceback ", "During handling", "The above exception"))
+        ):
+            return line
+    return lines[-1].strip() if lines else ""
+
+
 def _error_text(run_dir: Path) -> str | None:
-    """First non-empty line of an error file, '' if the file is empty, None if there is none."""
+    """The exception line of an error file, '' if the file is empty, None if there is none."""
     for pattern in ERROR_FILES:
         for path in sorted(run_dir.glob(pattern)):
-            lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()]
-            return next((ln for ln in lines if ln), "")
+            try:
+                return exception_line(path.read_text(errors="replace"))
+            except OSError as exc:
+                return f"unreadable {path.name}: {exc}"
     return None
 
 
-def load_run(run_dir: Path, split: str = "test") -> Run:
-    """Read one run directory; a missing results.json means running, or failed if errors exist.
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """The flattened config.yaml; raises ValueError saying why it cannot be read."""
+    try:
+        tree = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"unreadable config.yaml: {type(exc).__name__}: {exc}") from None
+    if tree is not None and not isinstance(tree, dict):
+        raise ValueError(f"unreadable config.yaml: a {type(tree).__name__}, not a mapping")
+    return flatten(tree or {})
 
-    ``results`` holds results.json's ``split`` section; ``history`` the metrics.jsonl rows.
+
+def _read_results(path: Path) -> dict[str, Any]:
+    """results.json as a dict; raises ValueError saying why it cannot be read."""
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"unreadable results.json: {type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"unreadable results.json: a {type(data).__name__}, not an object")
+    return data
+
+
+def load_run(run_dir: Path, split: str = "test") -> Run:
+    """Read one run directory; never raises for a broken one.
+
+    A missing results.json means running, or failed if an error file exists; a results.json
+    with ``"status": "failed"`` (a non-finite loss) is failed with its reason; unreadable
+    files make the run failed, with the reason. ``results`` holds results.json's ``split``
+    section; ``history`` the metrics.jsonl rows.
     """
     try:
-        config = flatten(yaml.safe_load((run_dir / "config.yaml").read_text()) or {})
-    except yaml.YAMLError as exc:
-        return Run(run_dir, {}, "failed", error=f"unreadable config.yaml: {exc}")
+        config = _read_config(run_dir)
+    except ValueError as exc:
+        return Run(run_dir, {}, "failed", error=str(exc))
     # the per-evaluation curve: rows of ``split`` if the run evaluated on it during training
     # (protocol paper: test), else the split it selected on (validation protocol: valid)
-    rows = read_jsonl(run_dir / "metrics.jsonl")
+    try:
+        rows = [r for r in read_jsonl(run_dir / "metrics.jsonl") if _is_epoch(r.get("epoch"))]
+    except OSError:
+        rows = []
     history = [r for r in rows if r.get("split") == split] or rows
     error = _error_text(run_dir)
     results_path = run_dir / "results.json"
@@ -128,11 +174,20 @@ def load_run(run_dir: Path, split: str = "test") -> Run:
         status = "running" if error is None else "failed"
         return Run(run_dir, config, status, history=history, error=error or "")
     try:
-        results = json.loads(results_path.read_text()).get(split) or {}
-    except json.JSONDecodeError as exc:
-        return Run(run_dir, config, "failed", history=history, error=f"bad results.json: {exc}")
+        data = _read_results(results_path)
+    except ValueError as exc:
+        return Run(run_dir, config, "failed", history=history, error=str(exc))
+    if data.get("status", "finished") != "finished":
+        reason = str(data.get("reason") or error or f"status {data.get('status')!r}")
+        return Run(run_dir, config, "failed", history=history, error=reason)
+    results = data.get(split)
+    results = results if isinstance(results, dict) else {}
     values = {k: float(v) for k, v in results.items() if isinstance(v, int | float)}
     return Run(run_dir, config, "finished", values, history)
+
+
+def _is_epoch(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def group_runs(runs: Sequence[Run]) -> list[Group]:

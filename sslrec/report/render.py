@@ -63,16 +63,29 @@ def markdown(report: Report, plots: Sequence[Path] = ()) -> str:
         cells = [row.label.replace("|", "\\|"), str(row.n_seeds)]
         cells += [_cell(row, m) for m in report.metrics] + [_pcell(report, row)]
         lines.append("| " + " | ".join(cells) + " |")
-    unfinished = report.unfinished
-    lines += ["", f"## Unfinished runs ({len(unfinished)})", ""]
-    for run in unfinished:
-        detail = f": {run.error}" if run.error else " (no results.json)"
-        lines.append(f"- `{run.path}` — {run.status}{detail}")
-    if not unfinished:
-        lines.append("None.")
+    lines += unfinished_sections(report)
     if plots:
         lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def unfinished_sections(report: Report) -> list[str]:
+    """Markdown lines listing the failed runs, each with its reason (the exception line, or
+    why its files could not be read; a failed run is never a value in the table), then the
+    runs still going."""
+    failed = [r for r in report.unfinished if r.status == "failed"]
+    running = [r for r in report.unfinished if r.status != "failed"]
+    lines = ["", f"## Failed runs ({len(failed)})", ""]
+    lines += [f"- `{r.path}` — failed: {_one_line(r.error) or 'no reason given'}" for r in failed]
+    lines += [] if failed else ["None."]
+    lines += ["", f"## Running runs ({len(running)})", ""]
+    lines += [f"- `{r.path}` — {r.status} (no results.json)" for r in running]
+    return lines + ([] if running else ["None."])
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one markdown line (a reason may span lines)."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def write_markdown(report: Report, path: Path, plots: Sequence[Path] = ()) -> Path:

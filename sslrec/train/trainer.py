@@ -1,90 +1,82 @@
-"""The training loop: Adam on the model's loss, periodic evaluation, early stopping, resume."""
+"""The training loop: the optimiser on the model's loss, periodic evaluation, early stopping,
+checkpoints and resume, and the stop on a non-finite loss.
+
+An evaluated epoch goes train → evaluate → append its record to ``metrics.jsonl`` → write
+``checkpoint.pt`` (atomically). A resume restarts after the checkpoint's epoch and drops the
+records past it, so a kill anywhere loses nothing: a record whose checkpoint the kill prevented
+is computed again, identically, and written again.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
 
+from sslrec.config import OPTIMIZERS, PROTOCOLS, TrainerConfig
+from sslrec.data.device_sampling import DeviceSampler
 from sslrec.data.interactions import Interactions
 from sslrec.data.sampling import BPRSampler
 from sslrec.evaluation import Evaluator
-from sslrec.io import load_torch, save_torch
+from sslrec.io import CHECKPOINT, METRICS, save_torch
 from sslrec.logging import JsonlLogger, NullLogger, RunLogger
 from sslrec.losses import total
 from sslrec.models.base import Recommender
+from sslrec.train.checkpoint import FORMAT, read_checkpoint
+from sslrec.train.faults import fault_point
+from sslrec.train.fingerprint import check_same_run
+from sslrec.train.nonfinite import (
+    EpochLosses,
+    NonFiniteLossError,
+    batch_is_finite,
+    nonfinite_tensors,
+)
 from sslrec.train.seeding import rng_state, set_rng_state
+
+__all__ = ["PROTOCOLS", "NonFiniteLossError", "Trainer", "TrainerConfig", "make_optimizer"]
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = {
-    "validation": "validation (model selected on a validation split carved from train)",
-    "paper": "paper (model selected on the TEST split, as in the published code)",
-}
-
-
-@dataclass
-class TrainerConfig:
-    """Settings of the ``trainer`` config group.
-
-    Attributes:
-        epochs: maximum number of epochs.
-        batch_size: positives per step.
-        lr: learning rate.
-        optimizer: ``adam`` (every model's official code) or ``sgd`` (plain SGD: the NeuMF paper
-            fine-tunes a pre-trained NeuMF with it).
-        weight_decay: the optimiser's L2 weight decay on every parameter (DirectAU's only
-            regulariser); 0 leaves regularisation to the model's ``reg`` term.
-        eval_every: evaluate (and checkpoint) every this many epochs, and after the last.
-        patience: stop after this many evaluations without improvement of ``metric``.
-        metric: the selection metric, e.g. ``recall@20``.
-        protocol: ``validation`` selects on the validation split; ``paper`` selects on test.
-        sampling: ``interaction`` (each interaction once an epoch) or ``user_uniform``.
-        num_negatives: sampled negatives per positive (``[B]`` for 1, else ``[B, k]``).
-        negative_sampling: the negatives' proposal, ``uniform`` or ``popularity``.
-        popularity_exponent: ``α`` of the popularity proposal ``q(i) ∝ count(i)^α``.
-        resume: continue from ``checkpoint.pt`` in the run directory if it exists.
-        progress: show a progress bar; ``None`` shows one on a TTY outside CI.
-    """
-
-    epochs: int = 1000
-    batch_size: int = 2048
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    weight_decay: float = 0.0
-    eval_every: int = 5
-    patience: int = 10
-    metric: str = "recall@20"
-    protocol: str = "validation"
-    sampling: str = "interaction"
-    num_negatives: int = 1
-    negative_sampling: str = "uniform"
-    popularity_exponent: float = 1.0
-    resume: bool = False
-    progress: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(
-                f"trainer.protocol must be one of {list(PROTOCOLS)}, got {self.protocol!r}"
-            )
+#: users whose scores are checked for NaN/inf at every evaluation (one score block)
+SCORE_PROBE_USERS = 256
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.optim.Optimizer:
-    """Adam or plain SGD over the model's parameters, with ``lr`` and ``weight_decay``."""
+    """Adam or plain SGD over the model's parameters, with ``lr`` and ``weight_decay``; on
+    CUDA Adam is the fused kernel (one launch for every parameter)."""
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        fused = all(p.device.type == "cuda" for p in model.parameters()) or None
+        return torch.optim.Adam(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused
+        )
     if config.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    raise ValueError(f"trainer.optimizer must be 'adam' or 'sgd', got {config.optimizer!r}")
+    raise ValueError(f"trainer.optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
+
+
+def make_sampler(
+    data: Interactions, config: TrainerConfig, seed: int, device: torch.device
+) -> BPRSampler | DeviceSampler:
+    """The numpy sampler on the CPU (``trainer.sampler=auto``), the device sampler elsewhere."""
+    on_device = config.sampler == "device" or (config.sampler == "auto" and device.type != "cpu")
+    kwargs = {
+        "num_negatives": config.num_negatives,
+        "negative_sampling": config.negative_sampling,
+        "popularity_exponent": config.popularity_exponent,
+    }
+    if on_device:
+        return DeviceSampler(
+            data.train, config.batch_size, config.sampling, seed, device=device, **kwargs
+        )
+    return BPRSampler(data.train, config.batch_size, config.sampling, seed, **kwargs)
 
 
 class Trainer:
@@ -98,6 +90,9 @@ class Trainer:
         out_dir: run directory (``metrics.jsonl``, ``checkpoint.pt``).
         seed: seeds the sampler.
         logger: extra logger (wandb); ``metrics.jsonl`` is always written.
+        fingerprint: what defines the run (:mod:`sslrec.train.fingerprint`): stored in every
+            checkpoint, and a resume from a checkpoint with another one is refused. ``None``
+            (direct use) stores none and checks nothing.
     """
 
     def __init__(
@@ -109,6 +104,7 @@ class Trainer:
         out_dir: str | Path,
         seed: int = 0,
         logger: RunLogger | None = None,
+        fingerprint: dict[str, Any] | None = None,
     ) -> None:
         self.model = model
         self.data = data
@@ -122,20 +118,16 @@ class Trainer:
                 f"the validation protocol needs a valid split, but {data.name} has none: carve "
                 "one with dataset.valid_fraction, or add valid.txt to the dataset folder"
             )
-        self.sampler = BPRSampler(
-            data.train,
-            config.batch_size,
-            config.sampling,
-            seed,
-            num_negatives=config.num_negatives,
-            negative_sampling=config.negative_sampling,
-            popularity_exponent=config.popularity_exponent,
-        )
-        self.optimizer = make_optimizer(model, config)
-        self.jsonl = JsonlLogger(self.out_dir / "metrics.jsonl")
-        self.logger = logger or NullLogger()
-        self.checkpoint_path = self.out_dir / "checkpoint.pt"
         self.device = next(model.parameters()).device
+        self.sampler = make_sampler(data, config, seed, self.device)
+        self.optimizer = make_optimizer(model, config)
+        self.jsonl = JsonlLogger(self.out_dir / METRICS)
+        self.logger = logger or NullLogger()
+        self.checkpoint_path = self.out_dir / CHECKPOINT
+        self.fingerprint = fingerprint
+        self.skip_nonfinite = config.on_nonfinite == "skip_batch"
+        self.skipped = 0  # batches skipped in the last epoch (skip_batch)
+        self.checkpoint_epoch = 0  # epoch of the last checkpoint written or loaded; 0: none
         self.state: dict[str, Any] = {
             "epoch": 0,
             "best_value": -float("inf"),
@@ -145,31 +137,53 @@ class Trainer:
             "seconds": 0.0,
             "best_model": None,
             "stopped_early": False,
+            "skipped_batches": 0,
         }
 
     # -- checkpoints ---------------------------------------------------------------------
-    def save_checkpoint(self) -> None:
-        save_torch(
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "sampler_rng": self.sampler.rng.bit_generator.state,
-                "rng": rng_state(),
-                "state": self.state,
-            },
-            self.checkpoint_path,
-        )
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The checkpoint as plain data (layout: :mod:`sslrec.train.checkpoint`)."""
+        return {
+            "format": FORMAT,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "sampler_rng": self.sampler.state(),
+            "rng": rng_state(),
+            "state": self.state,
+            "fingerprint": self.fingerprint,
+        }
 
-    def load_checkpoint(self) -> bool:
-        if not self.checkpoint_path.exists():
-            log.info("no checkpoint at %s; starting from scratch", self.checkpoint_path)
-            return False
-        ckpt = load_torch(self.checkpoint_path)
+    def save_checkpoint(self) -> None:
+        epoch = self.state["epoch"]
+        save_torch(
+            self.checkpoint_state(),
+            self.checkpoint_path,
+            before_replace=lambda: fault_point("checkpoint", epoch),
+        )
+        self.checkpoint_epoch = epoch
+
+    def load_checkpoint(self, ckpt: dict[str, Any] | None = None) -> bool:
+        """Restore ``ckpt`` (default: read ``checkpoint.pt`` safely). Without a checkpoint the
+        run starts over, and records of a run killed before its first checkpoint are dropped.
+
+        Raises:
+            CheckpointError: the file is not a plain-data sslrec checkpoint.
+            ResumeMismatchError: it belongs to a run with another fingerprint.
+        """
+        if ckpt is None:
+            if not self.checkpoint_path.exists():
+                log.info("no checkpoint at %s; starting from scratch", self.checkpoint_path)
+                self.jsonl.truncate_after(0)
+                return False
+            ckpt = read_checkpoint(self.checkpoint_path)
+        if self.fingerprint is not None:
+            check_same_run(ckpt.get("fingerprint"), self.fingerprint, self.checkpoint_path)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.sampler.rng.bit_generator.state = ckpt["sampler_rng"]
+        self.sampler.load_state(ckpt["sampler_rng"])
         set_rng_state(ckpt["rng"])
-        self.state = ckpt["state"]
+        self.state = {"skipped_batches": 0} | ckpt["state"]
+        self.checkpoint_epoch = self.state["epoch"]
         self.jsonl.truncate_after(self.state["epoch"])
         log.info("resumed from %s at epoch %d", self.checkpoint_path, self.state["epoch"])
         return True
@@ -182,11 +196,21 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass of the sampler; returns the mean of each loss term (and ``total``) over
-        batches. The sums stay on the device in float64 and are read once, at the end."""
+        the batches stepped.
+
+        Every batch's loss terms stay on the device and are read once, at the end
+        (:class:`~sslrec.train.nonfinite.EpochLosses`), for the means and the non-finite
+        check; ``skip_batch`` reads each batch's check instead.
+
+        Raises:
+            NonFiniteLossError: a non-finite total or weighted term (``stop``), or every batch
+                skipped (``skip_batch``); nothing of this epoch is saved.
+        """
         self.model.train()
         self.model.start_epoch()
-        sums: dict[str, torch.Tensor] = {}
-        n = 0
+        losses = EpochLosses(self.device, len(self.sampler))
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.skipped = 0
         bar = tqdm(
             self.sampler.epoch(),
             total=len(self.sampler),
@@ -199,26 +223,98 @@ class Trainer:
             loss = total(terms)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.skip_nonfinite and not batch_is_finite(terms, loss, params):
+                self.skipped += 1  # the price of skip_batch: one host sync per batch
+                continue
             self.optimizer.step()
-            values = {name: term.value for name, term in terms.items()} | {"total": loss}
-            for key, value in values.items():
-                value = value.detach().to(torch.float64)
-                sums[key] = sums[key] + value if key in sums else value
-            n += 1
-        return {key: float(value) / n for key, value in sums.items()}
+            losses.add(terms, loss)
+            if losses.batches == 1:
+                fault_point("train", epoch)
+        sums, first_bad, bad_values = losses.read()
+        if first_bad is not None:
+            raise self._nonfinite_loss(epoch, first_bad + 1, bad_values, losses.checked)
+        if losses.batches == 0:
+            raise NonFiniteLossError(
+                f"every batch of epoch {epoch} ({self.skipped}) had a non-finite loss or "
+                f"gradient under trainer.on_nonfinite=skip_batch; nothing could be trained. "
+                f"{self._kept()} Lower trainer.lr.",
+                epoch,
+            )
+        if self.skipped:
+            log.warning(
+                "epoch %d: %d of %d batches skipped (non-finite loss or gradient)",
+                epoch,
+                self.skipped,
+                self.skipped + losses.batches,
+            )
+        return {key: value / losses.batches for key, value in sums.items()}
+
+    def _kept(self) -> str:
+        if self.checkpoint_epoch:
+            return (
+                f"checkpoint.pt keeps epoch {self.checkpoint_epoch}, the last evaluated "
+                "before the failure."
+            )
+        return "No checkpoint had been written yet."
+
+    def _nonfinite_loss(
+        self, epoch: int, batch: int, values: dict[str, float], checked: list[str]
+    ) -> NonFiniteLossError:
+        bad = {k: v for k, v in values.items() if k in checked and not math.isfinite(v)}
+        return NonFiniteLossError(
+            f"non-finite loss in epoch {epoch}, batch {batch} of {len(self.sampler)}: "
+            + ", ".join(f"{k}={v}" for k, v in bad.items())
+            + f". The run stops (trainer.on_nonfinite=stop). {self._kept()} Lower "
+            "trainer.lr, or resume with trainer.on_nonfinite=skip_batch to skip such batches.",
+            epoch,
+            batch,
+            bad,
+        )
 
     def evaluate(self, split: str) -> dict[str, float]:
-        self.model.eval()
-        return self.evaluator.evaluate_scorer(self.model.scorer(), split)
+        """Metrics of ``split``, after checking that the model's parameters, the scorer's
+        representations and one block of scores are finite (one host sync): ranking NaN
+        scores gives numbers that look like results.
 
-    def fit(self) -> dict[str, Any]:
+        Raises:
+            NonFiniteLossError: naming the non-finite tensors.
+        """
+        self.model.eval()
+        scorer = self.model.scorer()
+        named = {f"model.{n}": p for n, p in self.model.named_parameters()}
+        fields = getattr(scorer, "__dict__", {})
+        named |= {f"scorer.{k}": v for k, v in fields.items() if isinstance(v, torch.Tensor)}
+        # finite representations can still overflow to inf/NaN scores (|e| ~ 1e20 after a
+        # huge step): probe one block of users' scores as well
+        probe = torch.arange(min(SCORE_PROBE_USERS, self.data.n_users), device=scorer.device)
+        with torch.no_grad():
+            named["scores"] = scorer.full_scores(probe)
+        bad = nonfinite_tensors(named)
+        if bad:
+            epoch = self.state["epoch"]
+            raise NonFiniteLossError(
+                f"non-finite values in {', '.join(bad)} at the {split} evaluation after epoch "
+                f"{epoch}; the run stops. {self._kept()} Lower trainer.lr.",
+                epoch,
+                terms=bad,
+            )
+        return self.evaluator.evaluate_scorer(scorer, split)
+
+    def fit(self, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping; restore the best state; evaluate test.
+
+        Args:
+            checkpoint: a checkpoint already read (and checked) to resume from; without it,
+                ``config.resume`` reads ``checkpoint.pt`` if there is one.
 
         Returns:
             ``{"valid": {...}, "test": {...}, "best_epoch", "protocol", "seconds", ...}``.
+
+        Raises:
+            NonFiniteLossError: training diverged (see ``trainer.on_nonfinite``).
         """
-        if self.cfg.resume:
-            self.load_checkpoint()
+        if checkpoint is not None or self.cfg.resume:
+            self.load_checkpoint(checkpoint)
         st = self.state
         while st["epoch"] < self.cfg.epochs and not st["stopped_early"]:
             epoch = st["epoch"] + 1
@@ -227,15 +323,19 @@ class Trainer:
             train_s = time.perf_counter() - t0
             st["epoch"] = epoch
             st["seconds"] += train_s
+            skipped = {"skipped_batches": self.skipped} if self.skip_nonfinite else {}
+            st["skipped_batches"] += self.skipped
             # every epoch's loss components reach the dashboard; metrics.jsonl keeps one
             # record per evaluation (the output contract)
             self.logger.log(
                 {"epoch": epoch, "split": "train", "losses": losses, "train_seconds": train_s}
+                | skipped
             )
             if epoch % self.cfg.eval_every and epoch != self.cfg.epochs:
                 continue
             t1 = time.perf_counter()
             metrics = self.evaluate(self.select_split)
+            fault_point("eval", epoch)
             eval_s = time.perf_counter() - t1
             st["seconds"] += eval_s
             value = metrics[self.cfg.metric]
@@ -256,9 +356,13 @@ class Trainer:
                 "wall_seconds": st["seconds"],
                 "best_epoch": st["best_epoch"],
                 "protocol": self.cfg.protocol,
-            }
-            self.save_checkpoint()
+            } | skipped
+            # the record first: if a kill stops the checkpoint, the resume (from the previous
+            # checkpoint) drops this record and writes it again; the other order loses it
             self.jsonl.log(record)
+            fault_point("record", epoch)
+            self.save_checkpoint()
+            fault_point("saved", epoch)
             self.logger.log(record)
             log.info(
                 "epoch %d  %s  %s %.5f%s  train %.2fs  eval %.2fs",
@@ -275,7 +379,7 @@ class Trainer:
         if st["best_model"] is not None:
             self.model.load_state_dict(st["best_model"])
         test = self.evaluate("test")
-        return {
+        results = {
             "valid": st["best_metrics"] if self.select_split == "valid" else {},
             "test": test,
             "best_epoch": st["best_epoch"],
@@ -285,3 +389,6 @@ class Trainer:
             "selection_metric": self.cfg.metric,
             "seconds": st["seconds"],
         }
+        if self.skip_nonfinite:
+            results["skipped_batches"] = st["skipped_batches"]
+        return results

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One call on a lent GPU (about 4 minutes): the GPU tests, then the GPU epoch benchmark.
+#   bash experiments/gpu_check.sh [OUT_DIR]
+# 1. tests/test_gpu.py (no host sync inside a training step of any model, the device sampler,
+#    the tiled InfoNCE kernel on the device, a short CLI run) and the CUDA cases of the kernel
+#    tests;
+# 2. experiments/bench_epoch.py --device cuda on yelp2018: one full epoch of LightGCN,
+#    XSimGCL, SimGCL and SGL-ED through Trainer.train_epoch (targets on one H100: LightGCN
+#    <= 1.0 s, XSimGCL <= 1.5, SimGCL <= 2.5, SGL-ED <= 3.0);
+# 3. one full-ranking evaluation of yelp2018 on the device.
+# Everything it prints goes to OUT_DIR (default outputs/gpu_check) with the machine.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-outputs/gpu_check}
+mkdir -p "$out"
+{ date -u; uname -a; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } \
+  > "$out/machine.txt" 2>&1
+rc=0
+timeout 120 python -m pytest -q tests/test_gpu.py tests/test_tiled_infonce.py -k "cuda or gpu or device" \
+  2>&1 | tee "$out/tests.txt" | tail -5 || rc=1
+timeout 150 python experiments/bench_epoch.py --dataset yelp2018 --device cuda --full-epoch \
+  --batches 20 --variants lightgcn xsimgcl simgcl sgl-ed 2>&1 | tee "$out/bench_epoch.txt" || rc=1
+timeout 40 python experiments/bench_evaluation.py --dataset yelp2018 --device cuda --repeats 3 \
+  2>&1 | tee "$out/bench_evaluation.txt" | tail -3 || rc=1
+echo "gpu_check: files in $out (exit $rc)"
+exit $rc
