@@ -40,6 +40,7 @@ PROTOCOLS = {
 OPTIMIZERS = ("adam", "sgd")
 ON_NONFINITE = ("stop", "skip_batch")
 SAMPLERS = ("auto", "numpy", "device")
+PRECISIONS = ("fp32", "bf16")
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds in [0, 2**32 - 1]
 
 
@@ -175,6 +176,7 @@ class EvalConfig:
     )
     batch_size: int = 1024
     item_tile: int | None = None
+    precision: str = "fp32"
 
 
 def register_schemas() -> None:
@@ -203,6 +205,7 @@ def validate_run_config(cfg: DictConfig) -> TrainerConfig:
     threads = cfg.get("threads")
     if threads is not None:
         check_int("threads", threads, 1)
+    check_choice("precision", cfg.get("precision", "fp32"), PRECISIONS)
     device = cfg.get("device", "auto")
     if device != "auto":
         try:

@@ -233,3 +233,17 @@ def test_masked_in_batch_form_equals_the_unique_form(reduction):
         torch.autograd.grad(got, (v1, v2)), torch.autograd.grad(ref, (v1, v2)), strict=True
     ):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("negatives", ["all", "in_batch"])
+def test_bf16_logits_stay_close_to_fp32(negatives):
+    """precision=bf16 rounds each logit to 8 significant bits: the loss moves by well under 1%."""
+    torch.manual_seed(2)
+    v1, v2 = torch.randn(50, 16), torch.randn(50, 16)
+    anchors = torch.randint(0, 50, (20,))
+    exact = info_nce(v1, v2, anchors, 0.2, negatives, "mean")
+    low = info_nce(v1, v2, anchors, 0.2, negatives, "mean", precision="bf16")
+    assert low.dtype == torch.float32 and low != exact
+    torch.testing.assert_close(low, exact, rtol=1e-2, atol=0)
+    with pytest.raises(ValueError, match="precision"):
+        InfoNCEHead(precision="fp16")

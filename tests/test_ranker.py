@@ -401,3 +401,32 @@ def test_evaluator_rejects_cutoff_beyond_item_count():
     data = Interactions("t", 2, 3, csr, pairs_to_csr(u, 2 - i, 2, 3), csr.copy())
     with pytest.raises(ValueError, match="only 3 items"):
         Evaluator(data, ks=(2, 5))
+
+
+def test_bf16_evaluation_is_close_but_not_exact():
+    """eval.precision=bf16 ranks with bfloat16 scores: nearly the same metrics, never claimed
+    exact; fp32 stays the default and exact."""
+    rng = np.random.default_rng(3)
+    n_users, n_items = 30, 40
+    user_emb, item_emb, _ = _embeddings(rng, n_users, n_items)
+    train = _sets_to_csr(
+        [set(rng.choice(n_items, 5, replace=False).tolist()) for _ in range(n_users)], n_items
+    )
+    test = _sets_to_csr(
+        [
+            set(rng.choice(n_items, 3, replace=False).tolist()) - set(train[u].indices.tolist())
+            or {0}
+            for u in range(n_users)
+        ],
+        n_items,
+    )
+    from sslrec.data.interactions import Interactions
+
+    data = Interactions(
+        "r", n_users, n_items, train, sp.csr_matrix((n_users, n_items), dtype=np.float32), test
+    )
+    exact = Evaluator(data, ks=(10,)).evaluate(user_emb, item_emb, "test")
+    low = Evaluator(data, ks=(10,), precision="bf16").evaluate(user_emb, item_emb, "test")
+    assert abs(low["recall@10"] - exact["recall@10"]) < 0.05
+    with pytest.raises(ValueError, match="eval.precision"):
+        Evaluator(data, precision="fp16")

@@ -12,6 +12,9 @@ from sslrec.data.interactions import Interactions
 from sslrec.evaluation.metrics import METRICS
 from sslrec.evaluation.scoring import InnerProductScorer, Scorer
 
+#: ``precision`` settings and the dtype they compute in (``None``: the inputs' own)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
 
 def top_k(
     user_emb: torch.Tensor,
@@ -139,6 +142,8 @@ class Evaluator:
         batch_size: users per score block.
         item_tile: items per score tile of an inner-product scorer (:func:`rank_top_k`);
             ``None`` scores whole rows.
+        precision: ``fp32`` (exact) or ``bf16``: inner-product scores from bfloat16 copies
+            (:class:`~sslrec.evaluation.scoring.InnerProductScorer`); other scorers stay exact.
     """
 
     def __init__(
@@ -148,7 +153,10 @@ class Evaluator:
         metrics: Sequence[str] = ("recall", "ndcg", "precision", "hit_rate", "mrr", "map"),
         batch_size: int = 1024,
         item_tile: int | None = None,
+        precision: str = "fp32",
     ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"eval.precision must be fp32 or bf16, got {precision!r}")
         unknown = set(metrics) - set(METRICS)
         if unknown:
             raise ValueError(f"unknown metrics {sorted(unknown)}; known: {sorted(METRICS)}")
@@ -161,6 +169,7 @@ class Evaluator:
         self.metrics = list(metrics)
         self.batch_size = batch_size
         self.item_tile = item_tile
+        self.precision = precision
         self._exclude = {"valid": data.train, "test": (data.train + data.valid).tocsr()}
 
     def evaluate(
@@ -172,6 +181,8 @@ class Evaluator:
 
     def evaluate_scorer(self, scorer: Scorer, split: str) -> dict[str, float]:
         """Mean metrics of ``scorer``'s rankings over the split's users (``recall@20``, ...)."""
+        if self.precision == "bf16" and isinstance(scorer, InnerProductScorer):
+            scorer = InnerProductScorer(scorer.user_emb, scorer.item_emb, PRECISIONS["bf16"])
         if split not in self._exclude:
             raise ValueError(f"split must be 'valid' or 'test', got {split!r}")
         users = self.data.eval_users(split)

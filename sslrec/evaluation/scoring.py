@@ -43,19 +43,33 @@ class InnerProductScorer:
     Args:
         user_emb: ``[U, d]`` user representations.
         item_emb: ``[I, d]`` item representations (transposed once, here).
+        compute_dtype: ``None`` scores in the embeddings' dtype (exact); ``torch.bfloat16``
+            multiplies bfloat16 copies (tensor cores on a GPU; scores rounded to bfloat16's 8
+            significant bits, so near-ties may swap: ``eval.precision=bf16`` trades exactness
+            for speed and says so).
     """
 
     block_users = None
 
-    def __init__(self, user_emb: torch.Tensor, item_emb: torch.Tensor) -> None:
+    def __init__(
+        self,
+        user_emb: torch.Tensor,
+        item_emb: torch.Tensor,
+        compute_dtype: torch.dtype | None = None,
+    ) -> None:
         self.user_emb = user_emb
         self.item_emb = item_emb
-        self.item_t = item_emb.t().contiguous()
+        self.compute_dtype = compute_dtype
+        item_t = item_emb.t().contiguous()
+        self.item_t = item_t if compute_dtype is None else item_t.to(compute_dtype)
         self.n_items = item_emb.shape[0]
         self.device = item_emb.device
 
     def full_scores(self, users: torch.Tensor) -> torch.Tensor:
-        return self.user_emb[users] @ self.item_t
+        u = self.user_emb[users]
+        if self.compute_dtype is None:
+            return u @ self.item_t
+        return (u.to(self.compute_dtype) @ self.item_t).float()
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         u = self.user_emb[users]

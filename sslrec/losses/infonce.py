@@ -18,6 +18,7 @@ def info_nce(
     negatives: str = "all",
     reduction: str = "sum",
     fused: bool = True,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """``Σ_a −log( exp(s(a₁, a₂)/τ) / Σ_{b ∈ N} exp(s(a₁, b₂)/τ) )`` with ``s`` the cosine.
 
@@ -32,6 +33,9 @@ def info_nce(
         fused: with ``all`` negatives, the tiled logsumexp (:func:`tiled_logsumexp`: the
             ``[B, N]`` logits are never materialised, forward nor backward); ``False`` builds
             the block (the reference path; both are tested equal).
+        precision: ``fp32``, or ``bf16``: the logits' matmuls take bfloat16 copies of the
+            normalised anchors and candidates (tensor cores on a GPU; 8 significant bits per
+            logit); sums, the positive term and the result stay in float32.
 
     Returns:
         scalar.
@@ -40,19 +44,24 @@ def info_nce(
         raise ValueError(f"negatives must be 'all' or 'in_batch', got {negatives!r}")
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     if negatives == "in_batch" and anchors.device.type != "cpu":
         # torch.unique's output size is data-dependent: on an accelerator it syncs the host
-        return _in_batch_masked(view1, view2, anchors, temperature, reduction)
+        return _in_batch_masked(view1, view2, anchors, temperature, reduction, precision)
     if negatives == "in_batch":
         anchors = torch.unique(anchors)
     # 1/τ is folded into the [B, d] anchors rather than applied to the [B, N] logits block.
     a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
     p = F.normalize(F.embedding(anchors, view2), dim=-1)
     candidates = p if negatives == "in_batch" else F.normalize(view2, dim=-1)
+    a_lp, c_lp = (
+        (a, candidates) if precision == "fp32" else (a.bfloat16(), candidates.bfloat16())
+    )
     if negatives == "all" and fused:
-        lse = tiled_logsumexp(a, candidates)
+        lse = tiled_logsumexp(a_lp, c_lp).to(a.dtype)
     else:
-        lse = torch.logsumexp(a @ candidates.t(), dim=1)
+        lse = torch.logsumexp((a_lp @ c_lp.t()).to(a.dtype), dim=1)
     loss = lse - (a * p).sum(-1)
     return loss.sum() if reduction == "sum" else loss.mean()
 
@@ -74,6 +83,7 @@ def _in_batch_masked(
     anchors: torch.Tensor,
     temperature: float,
     reduction: str,
+    precision: str = "fp32",
 ) -> torch.Tensor:
     """In-batch InfoNCE over the unique anchors without ``torch.unique``: duplicate ids are
     masked out as anchors and as candidates, so the value equals the unique-id form (up to
@@ -81,7 +91,8 @@ def _in_batch_masked(
     keep = first_occurrence(anchors)
     a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
     p = F.normalize(F.embedding(anchors, view2), dim=-1)
-    logits = (a @ p.t()).masked_fill(~keep[None, :], float("-inf"))
+    dt = torch.bfloat16 if precision == "bf16" else a.dtype
+    logits = (a.to(dt) @ p.to(dt).t()).to(a.dtype).masked_fill(~keep[None, :], float("-inf"))
     loss = (torch.logsumexp(logits, dim=1) - (a * p).sum(-1)) * keep
     total = loss.sum()
     return total if reduction == "sum" else total / keep.sum()
@@ -96,12 +107,14 @@ class InfoNCEHead:
         negatives: ``all`` (official SGL) or ``in_batch`` (official SimGCL/XSimGCL).
         reduction: ``sum`` (SGL) or ``mean`` (SimGCL/XSimGCL), per view.
         fused: the tiled all-node logsumexp (``negatives: all`` only); ``False``: the block.
+        precision: ``fp32`` or ``bf16`` logits (:func:`info_nce`).
     """
 
     temperature: float = 0.2
     negatives: str = "all"
     reduction: str = "sum"
     fused: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:  # also refuses NaN
@@ -110,6 +123,8 @@ class InfoNCEHead:
             raise ValueError(f"negatives must be 'all' or 'in_batch', got {self.negatives!r}")
         if self.reduction not in ("sum", "mean"):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {self.reduction!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
 
     def __call__(
         self,
@@ -130,5 +145,6 @@ class InfoNCEHead:
             "negatives": self.negatives,
             "reduction": self.reduction,
             "fused": self.fused,
+            "precision": self.precision,
         }
         return info_nce(view1[0], view2[0], users, **kw) + info_nce(view1[1], view2[1], items, **kw)
