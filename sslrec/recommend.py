@@ -91,6 +91,29 @@ def to_csv(data: Interactions, users: np.ndarray, items: torch.Tensor, scores: t
     return buf.getvalue()
 
 
+def recommend_to_csv(
+    run_dir: str | Path,
+    out: str | Path = "recs.csv",
+    k: int = 20,
+    users: str | Path | None = None,
+    dataset_path: str | Path | None = None,
+    device: str = "cpu",
+    batch_size: int = 1024,
+) -> Path:
+    """Write the top-``k`` items of every user with training items (or of the raw ids listed
+    in ``users``) of a finished run to ``out`` (``user,item,rank,score``); returns ``out``."""
+    run = open_run(run_dir)
+    data = load_run_data(run, dataset_path)
+    scorer = load_scorer(run, data, device)
+    if users is not None:
+        ids = read_users(users, data)
+    else:
+        ids = np.flatnonzero(np.diff(data.train.indptr) > 0).astype(np.int64)
+    items, scores = recommend(scorer, data, ids, k, batch_size)
+    save_text(to_csv(data, ids, items, scores), out)
+    return Path(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sslrec recommend", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a finished run directory")
@@ -102,19 +125,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024, help="users per score block")
     args = parser.parse_args(argv)
     try:
-        run = open_run(args.run_dir)
-        data = load_run_data(run, args.dataset_path)
-        scorer = load_scorer(run, data, args.device)
-        if args.users:
-            users = read_users(args.users, data)
-        else:  # every user with training items
-            users = np.flatnonzero(np.diff(data.train.indptr) > 0).astype(np.int64)
-        items, scores = recommend(scorer, data, users, args.k, args.batch_size)
+        out = recommend_to_csv(
+            args.run_dir, args.out, args.k, args.users, args.dataset_path, args.device,
+            args.batch_size,
+        )  # fmt: skip
     except (RunNotUsable, DataFormatError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    save_text(to_csv(data, users, items, scores), args.out)
-    print(f"{len(users)} users x top {args.k} -> {args.out}")
+    n_users = len({line.split(",")[0] for line in out.read_text().splitlines()[1:]})
+    print(f"{n_users} users x top {args.k} -> {out}")
     return 0
 
 

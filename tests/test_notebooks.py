@@ -16,6 +16,7 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 EXPECTED = {
     "quickstart.ipynb": ("user 0:", "test:"),
     "ablation.ipynb": ("12 runs, 4 configurations, 0 unfinished", "xsimgcl", "seeds=3"),
+    "pyg_to_recommendations.ipynb": ("recommendations; the first user:", "user,item,rank,score"),
 }
 
 

@@ -43,6 +43,7 @@ from torch_geometric.data.storage import BaseStorage, EdgeStorage, NodeStorage
 
 from sslrec.data.interactions import Interactions, build_interactions
 from sslrec.data.readers import DataFormatError, RawPairs
+from sslrec.io import save_torch
 
 EdgeType = tuple[str, str, str]
 EDGE_TYPE: EdgeType = ("user", "interacts", "item")
@@ -289,8 +290,12 @@ def _plain_attrs(store: BaseStorage, where: str) -> dict[str, object]:
     return out
 
 
-def save_pyg(data: HeteroData, path: str | Path) -> None:
-    """Write ``data`` in the plain-dict format of the module docstring (no pickled classes)."""
+def save_pyg(data: HeteroData | Sequence[HeteroData], path: str | Path) -> None:
+    """Write ``data`` in the plain-dict format of the module docstring (no pickled classes),
+    atomically. A ``RandomLinkSplit`` triple ``(train, val, test)`` is first turned into one
+    ``HeteroData`` with ``train/val/test_edge_index`` (:func:`to_pyg` of :func:`from_pyg`)."""
+    if not isinstance(data, HeteroData):
+        data = to_pyg(from_pyg(data))
     payload = {
         "format": FILE_FORMAT,
         "version": FILE_VERSION,
@@ -300,7 +305,7 @@ def save_pyg(data: HeteroData, path: str | Path) -> None:
             for et in data.edge_types
         ],
     }
-    torch.save(payload, path)
+    save_torch(payload, path)
 
 
 def _from_payload(payload: dict, path: Path) -> HeteroData:
