@@ -107,6 +107,38 @@ class SweepSummary(Callback):
         print(f"sweep summary: {len(outcomes) - len(failed)} ok, {len(failed)} failed ({root})")
         for folder, reason in failed:
             print(f"  failed {folder}: {reason}")
+        if len(outcomes) - len(failed) and _logs_to_wandb(config):
+            _report_to_wandb(root, config)
+
+
+def _logs_to_wandb(config: DictConfig) -> bool:
+    logger = config.get("logger") or {}
+    return "Wandb" in str(logger.get("_target_", "")) and logger.get("mode") != "disabled"
+
+
+def _report_to_wandb(root: Path, config: DictConfig) -> None:
+    """The sweep's report (``SWEEP_DIR/report``), logged to the runs' wandb group."""
+    try:
+        from sslrec.report import build_report, write_report
+        from sslrec.report.dashboard import sweep_group, upload_report
+
+        report = build_report([root])
+        paths = write_report(report, root / "report")
+        group = config.logger.get("group") or sweep_group(root)
+        plots = [p for p in paths if p.suffix == ".png"]
+        logger = config.logger
+        if upload_report(
+            report,
+            plots,
+            group,
+            logger.get("project", "sslrec"),
+            logger.get("entity"),
+            logger.get("mode", "offline"),
+            root / "report",
+        ):
+            print(f"sweep report: {root / 'report'}, logged to wandb group {group}")
+    except Exception as exc:  # the sweep's outcome stands whatever the report does
+        print(f"sweep report not written: {exc}")
 
 
 def _job_folder(marker: Path) -> Path:

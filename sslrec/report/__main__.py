@@ -28,6 +28,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--split", default="test", help="results split (default: test)")
     parser.add_argument("--test", choices=TESTS, default="ttest", help="paired test vs baseline")
+    parser.add_argument(
+        "--wandb", action="store_true", help="also log the table and plots to wandb (offline)"
+    )
+    parser.add_argument("--wandb-mode", choices=("offline", "online"), default="offline")
+    parser.add_argument("--wandb-project", default="sslrec")
+    parser.add_argument("--wandb-group", default=None, help="default: the sweep's group")
     return parser.parse_args(argv)
 
 
@@ -46,8 +52,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{n_runs} runs, {len(report.groups)} configurations, {len(report.unfinished)} unfinished"
     )
-    for path in write_report(report, args.out):
+    paths = write_report(report, args.out)
+    for path in paths:
         print(path)
+    if args.wandb:
+        from sslrec.report.dashboard import sweep_group, upload_report
+
+        group = args.wandb_group or sweep_group(args.dirs[0])
+        plots = [p for p in paths if p.suffix == ".png"]
+        if upload_report(
+            report, plots, group, args.wandb_project, mode=args.wandb_mode, dir=args.out
+        ):
+            print(f"logged to wandb ({args.wandb_mode}), group {group}")
     return 0
 
 
