@@ -3,7 +3,10 @@
 Used by ``sslrec recommend`` and ``sslrec evaluate``. A run directory is usable when it holds
 ``config.yaml`` and a ``results.json`` that is not marked failed; inner-product models are
 scored from ``embeddings.npz`` (the representations ranking used), other models are rebuilt
-from their config and load the selected weights (``checkpoint.pt``: ``state.best_model``).
+from their config and load the selected weights (``checkpoint.pt``: ``state.best_model``);
+closed-form models (EASE, ItemKNN) load their fitted state (``checkpoint.pt``: ``model``), or fit
+again on the run's training data when the run kept none (``model.save_fitted=false``, or the
+checkpoint deleted to save space): deterministic, the same model up to the solver's rounding.
 Nothing here executes code from the directory: yaml is read safely, arrays without pickles and
 the checkpoint with ``torch.load(weights_only=True)``.
 """
@@ -11,17 +14,21 @@ the checkpoint with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from sslrec.data import DatasetSpec, Interactions
 from sslrec.evaluation.scoring import InnerProductScorer, Scorer
 from sslrec.io import CHECKPOINT, CONFIG, EMBEDDINGS, RESULTS, load_torch
+
+log = logging.getLogger(__name__)
 
 
 class RunNotUsable(ValueError):
@@ -88,6 +95,8 @@ def load_scorer(run: SavedRun, data: Interactions, device: str | torch.device = 
         return InnerProductScorer(user, item)
     from sslrec.factory import build_model
 
+    if getattr(get_class(run.config.model._target_), "closed_form", False):
+        return _closed_form_scorer(run, data, device)
     ckpt = load_torch(run.path / CHECKPOINT)
     weights = (ckpt.get("state") or {}).get("best_model") or ckpt.get("model")
     if weights is None:
@@ -101,6 +110,25 @@ def load_scorer(run: SavedRun, data: Interactions, device: str | torch.device = 
             f"({data.n_users} users, {data.n_items} items): {str(exc).splitlines()[-1].strip()}"
         ) from None
     model.eval()
+    return model.scorer()
+
+
+def _closed_form_scorer(run: SavedRun, data: Interactions, device: torch.device) -> Scorer:
+    """A closed-form model built on ``data``'s training interactions with the run's fitted
+    state, or fitted again where the run kept none."""
+    from sslrec.factory import build_model
+
+    model = build_model(run.config.model, data, device)
+    path = run.path / CHECKPOINT
+    state = load_torch(path).get("model") if path.is_file() else None
+    if state:
+        try:
+            model.load_fitted(state)
+        except ValueError as exc:  # another dataset's item ids
+            raise RunNotUsable(f"{run.path}: {exc}") from None
+    else:
+        log.info("%s keeps no fitted state: fitting %s again", run.path, model.config_name)
+        model.fit()
     return model.scorer()
 
 

@@ -27,6 +27,9 @@ from tests.conftest import compose_run_config
 
 CONF = Path(config_dir())
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
+#: fitted once in closed form (EASE, ItemKNN): no loss, no batches, no optimiser step
+CLOSED_FORM = {"ease", "itemknn"}
+TRAINED = [m for m in MODELS if m not in CLOSED_FORM]
 LOSSES = sorted(p.stem for p in (CONF / "loss").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 AUGMENTERS = sorted(p.stem for p in (CONF / "augmenter").glob("*.yaml"))
@@ -69,9 +72,16 @@ def test_model_yaml_equals_the_constructor_defaults(hydra_conf, name):
 
 
 def test_every_model_yaml_sets_a_loss_and_its_class_takes_it(hydra_conf):
-    for name in MODELS:
+    for name in TRAINED:
         cfg = compose_run_config(f"model={name}")
         assert "loss" in cfg.model and cfg.model.loss == cfg.loss, name
+
+
+@pytest.mark.parametrize("name", sorted(CLOSED_FORM))
+def test_closed_form_models_take_no_loss(hydra_conf, name):
+    cfg = compose_run_config(f"model={name}")
+    assert get_class(cfg.model._target_).closed_form
+    assert "loss" not in cfg.model and "loss" not in cfg
 
 
 @pytest.mark.parametrize("name", LOSSES)
@@ -122,9 +132,12 @@ def test_conventions_are_presets(hydra_conf):
     assert compose_run_config("model=sgl", "loss=hinge").loss._target_.endswith("HingeLoss")
 
 
-def _one_step(cfg: DictConfig, tiny_dataset_dir: Path, num_negatives: int = 1) -> dict:
-    """Load the tiny dataset, build the configured model and take one optimiser step."""
+def _one_step(cfg: DictConfig, tiny_dataset_dir: Path, num_negatives: int | None = None) -> dict:
+    """Load the tiny dataset, build the configured model and take one optimiser step
+    (``num_negatives``: the config's ``trainer.num_negatives`` unless given)."""
     trainer = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
+    if num_negatives is None:
+        num_negatives = trainer.num_negatives
     spec = DatasetSpec(
         **OmegaConf.to_container(cfg.dataset, resolve=True)
         | {"name": "tiny", "path": str(tiny_dataset_dir), "n_users": None, "n_items": None}
@@ -167,7 +180,7 @@ def test_every_experiment_composes_and_takes_a_loss_step(hydra_conf, tiny_datase
 NETWORK_SCORED = {"mlp", "neumf"}
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", TRAINED)
 @pytest.mark.parametrize("loss", LOSSES)
 def test_every_model_trains_with_every_loss(hydra_conf, tiny_dataset_dir, model, loss):
     cfg = compose_run_config(f"model={model}", f"loss={loss}")
@@ -175,7 +188,12 @@ def test_every_model_trains_with_every_loss(hydra_conf, tiny_dataset_dir, model,
         with pytest.raises(ValueError, match=f"loss={loss} works on user and item repr"):
             _one_step(cfg, tiny_dataset_dir)
         return
-    for k in (1, 4):
+    ks = (1, 4)
+    if model == "mixgcf":  # synthesises each negative from n_negs candidates: [B] is refused
+        with pytest.raises(ValueError, match=r"model=mixgcf .* needs batches of \[B, "):
+            _one_step(cfg, tiny_dataset_dir, num_negatives=1)
+        ks = (cfg.model.n_negs,)
+    for k in ks:
         terms = _one_step(cfg, tiny_dataset_dir, num_negatives=k)
         expected = {
             "joint": {"bpr", "bce"},

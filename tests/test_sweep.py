@@ -31,6 +31,7 @@ PRESETS = {
     "layer0": (18, ["model", "model.include_layer0"]),
     "cl_only": (12, ["model", "loss.weight"]),
     "losses": (60, ["model", "loss"]),
+    "zoo": (36, ["model"]),
 }
 
 
@@ -79,7 +80,7 @@ def test_preset_expands_to_valid_jobs(hydra_conf, name):
             else:
                 assert str(OmegaConf.select(job_cfg, key)) == value
         model_cls = get_class(job_cfg.model._target_)
-        if "ssl_weight" in job_cfg.model:  # SSL models carry their augmenter
+        if {"augmenter", "noise"} & set(job_cfg.model):  # augmented SSL models carry theirs
             assert get_class(job_cfg.augmenter._target_)
         assert model_cls.__module__.startswith("sslrec.models")
         task = OmegaConf.masked_copy(job_cfg, [k for k in job_cfg if k != "hydra"])

@@ -1,10 +1,12 @@
-"""Sparse × dense products for propagation over a symmetric normalised adjacency.
+"""Sparse × dense products for propagation over a normalised adjacency.
 
 torch's own autograd for ``csr @ dense`` builds ``Âᵀ`` in the backward pass, which costs several
-times the forward on the CPU. ``Â`` is symmetric, so ``∂L/∂X = Âᵀ G = Â G``: the backward is one
-more product with the same matrix. On the CPU, ``torch.sparse.mm(csr, x, "sum")`` dispatches to
-the parallel ``spmm_reduce`` kernel, about twice as fast as ``csr @ x`` (measured by
-``experiments/bench_propagation.py``); on other devices the plain product is used.
+times the forward on the CPU. For a symmetric ``Â``, ``∂L/∂X = Âᵀ G = Â G``: the backward is one
+more product with the same matrix (:func:`symmetric_spmm`). A non-symmetric ``Â`` (LightGCN++'s
+``D^-α A D^-β``, ``α ≠ β``) has its transpose built once, next to it, and the backward is a
+product with that (:func:`transposed_spmm`). On the CPU, ``torch.sparse.mm(csr, x, "sum")``
+dispatches to the parallel ``spmm_reduce`` kernel, about twice as fast as ``csr @ x`` (measured
+by ``experiments/bench_propagation.py``); on other devices the plain product is used.
 """
 
 from __future__ import annotations
@@ -30,6 +32,21 @@ class _SymmetricSpMM(torch.autograd.Function):
         return None, spmm(ctx.adj, grad)
 
 
+class _TransposedSpMM(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx, adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.adj_t = adj_t
+        return spmm(adj, x)
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx, grad: torch.Tensor
+    ) -> tuple[None, None, torch.Tensor]:
+        return None, None, spmm(ctx.adj_t, grad)
+
+
 def symmetric_spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``Â X`` with a backward of ``Â G``; valid only because ``Â`` is symmetric.
 
@@ -41,3 +58,17 @@ def symmetric_spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         ``[N, d]`` dense tensor.
     """
     return _SymmetricSpMM.apply(adj, x)
+
+
+def transposed_spmm(adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``Â X`` for any ``Â``, with a backward of ``Âᵀ G`` from the given transpose.
+
+    Args:
+        adj: ``[N, N]`` sparse CSR (or COO) tensor; no gradient flows to its values.
+        adj_t: ``[N, N]`` its transpose ``Âᵀ``, same layout (built once by the caller).
+        x: ``[N, d]`` dense tensor.
+
+    Returns:
+        ``[N, d]`` dense tensor.
+    """
+    return _TransposedSpMM.apply(adj, adj_t, x)

@@ -33,15 +33,17 @@ def ccl_loss(
     negative_weight: float | None = None,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """``(1 − ŝ⁺) + (w/k) Σ_j max(0, ŝ⁻_j − m)`` per user.
+    """``max(0, 1 − ŝ⁺) + (w/k) Σ_j max(0, ŝ⁻_j − m)`` per user.
 
-    The paper's ``max(0, 1 − ŝ⁺)`` is ``1 − ŝ⁺`` since a cosine is at most 1. ``w/k`` times
-    the sum is ``w`` times the mean over negatives, as the official code (reczoo/RecBox,
-    ``CosineContrastiveLoss``) computes it: ``w`` is the weight of the negative side as a
+    The positive term keeps the official ``relu(1 − ŝ⁺)`` (reczoo/RecBox,
+    ``CosineContrastiveLoss``): for true cosines it is ``1 − ŝ⁺``, but SimpleX scores the
+    dropped-out normalised user vector, ``dropout(û) · î``, which exceeds 1 for a well-aligned
+    pair, and there the official term is 0. ``w/k`` times the sum is ``w`` times the mean over
+    negatives, as the official code computes it: ``w`` is the weight of the negative side as a
     whole, independent of ``k``.
 
     Args:
-        pos_cos: ``[B]`` cosines ``ŝ⁺`` of the positives.
+        pos_cos: ``[B]`` cosines ``ŝ⁺`` of the positives (or SimpleX's training scores).
         neg_cos: ``[B]`` or ``[B, k]`` cosines ``ŝ⁻`` of the negatives.
         margin: ``m``: negatives less similar than ``m`` cost nothing.
         negative_weight: ``w``; ``None`` takes ``w = k`` (the plain sum over negatives: the
@@ -54,14 +56,14 @@ def ccl_loss(
     neg_cos = neg_cos.reshape(pos_cos.shape[0], -1)
     neg_loss = (neg_cos - margin).clamp(min=0)
     weight = neg_cos.shape[1] if negative_weight is None else negative_weight
-    return reduce((1 - pos_cos) + weight * neg_loss.mean(dim=1), reduction)
+    return reduce(torch.relu(1 - pos_cos) + weight * neg_loss.mean(dim=1), reduction)
 
 
 @dataclass(frozen=True, kw_only=True)
 class CCLLoss(RankingLoss):
     """Cosine contrastive loss on the cosines of the representations (not on the scores).
 
-    ``(1 − ŝ⁺) + (w/k) Σ_j max(0, ŝ⁻_j − m)`` per user (:func:`ccl_loss`).
+    ``max(0, 1 − ŝ⁺) + (w/k) Σ_j max(0, ŝ⁻_j − m)`` per user (:func:`ccl_loss`).
 
     ``m = 0.9`` is SimpleX's official setting (reczoo/RecBox,
     ``benchmarks/Yelp18/SimpleX_yelp18_x0`` and ``MF_CCL_yelp18_m1``). ``w`` defaults to ``k``

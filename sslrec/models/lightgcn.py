@@ -1,14 +1,23 @@
-"""LightGCN (He et al., SIGIR 2020) over a fixed normalised adjacency."""
+"""LightGCN (He et al., SIGIR 2020) over a fixed normalised adjacency, with LightGCN++'s encoder
+options (Lee et al., RecSys 2024): ``D^-α A D^-β`` normalisation, L2-normalised layer inputs and
+``γ``-weighted layer 0."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
+from torch import nn
 
-from sslrec.graph import symmetric_spmm
+from sslrec.graph.adjacency import reweighted_adjacency
+from sslrec.graph.spmm import symmetric_spmm, transposed_spmm
 from sslrec.losses import BPRLoss, L2Reg, RankingLoss
 from sslrec.models.base import EmbeddingRecommender
+
+#: LightGCN++'s ``+1e-12`` in ``x / (‖x‖ + ε)`` (code/model.py, ``computer``)
+LAYER_NORM_EPS = 1e-12
 
 
 def combine_layers(
@@ -25,17 +34,32 @@ def combine_layers(
 
 
 def layer_mean_weights(
-    num_layers: int, include_layer0: bool = True, weights: Sequence[float] | None = None
+    num_layers: int,
+    include_layer0: bool = True,
+    weights: Sequence[float] | None = None,
+    gamma: float | None = None,
 ) -> torch.Tensor:
     """``[K+1]`` weights of layers ``0..K`` in the final representation.
 
-    ``weights`` given explicitly win; otherwise a uniform mean over layers ``0..K``
-    (``include_layer0``, LightGCN/SGL) or over ``1..K`` (SimGCL/XSimGCL).
+    ``weights`` given explicitly win; ``gamma`` gives LightGCN++'s ``γ·E⁰ + (1 − γ)·mean(E¹..E^K)``;
+    otherwise a uniform mean over layers ``0..K`` (``include_layer0``, LightGCN/SGL) or over
+    ``1..K`` (SimGCL/XSimGCL).
     """
+    if weights is not None and gamma is not None:
+        raise ValueError("give layer_weights or gamma, not both")
     if weights is not None:
         if len(weights) != num_layers + 1:
             raise ValueError(f"layer_weights needs {num_layers + 1} values, got {len(weights)}")
         return torch.tensor(list(weights), dtype=torch.float32)
+    if gamma is not None:
+        if num_layers < 1:
+            raise ValueError("gamma weighs layer 0 against the mean of layers 1..K: needs K >= 1")
+        if not math.isfinite(gamma):
+            raise ValueError(f"gamma must be finite, got {gamma}")
+        # float64: the host floats models combine with are then exactly γ and (1 − γ)/K
+        return torch.tensor(
+            [gamma] + [(1.0 - gamma) / num_layers] * num_layers, dtype=torch.float64
+        )
     if num_layers == 0 and not include_layer0:
         raise ValueError("num_layers=0 needs include_layer0=true")
     w = torch.full((num_layers + 1,), 1.0)
@@ -44,15 +68,35 @@ def layer_mean_weights(
     return w / w.sum()
 
 
+def normalize_rows(x: torch.Tensor, eps: float = LAYER_NORM_EPS) -> torch.Tensor:
+    """``x / (‖x‖₂ + ε)`` row by row (``[N, d]``), LightGCN++'s layer-input normalisation."""
+    return x / (torch.linalg.vector_norm(x, dim=-1, keepdim=True) + eps)
+
+
 class LightGCN(EmbeddingRecommender):
     """LightGCN: ``E^(k+1) = Â E^(k)``, final ``E = Σ_k w_k E^(k)``.
 
+    With the LightGCN++ options: ``Â = D^-α A D^-β`` (``α`` on the receiving node's degree),
+    ``E^(k+1) = Â (E^(k) / ‖E^(k)‖)`` row-wise, and ``E = γ E^(0) + (1 − γ) mean(E^(1..K))``
+    with the raw ``E^(0)``. The defaults (``1/2, 1/2``, no normalisation, ``γ`` unset) are
+    LightGCN, bit for bit; ``model=lightgcnpp`` sets the paper's values. SimGCL, XSimGCL and NCL
+    inherit the options.
+
     Args:
         n_users, n_items, embedding_dim, loss, reg: see :class:`EmbeddingRecommender`.
-        adjacency: ``[U+I, U+I]`` symmetric normalised adjacency (sparse CSR).
+        adjacency: ``[U+I, U+I]`` symmetric normalised adjacency (sparse CSR); with
+            ``(norm_alpha, norm_beta) ≠ (1/2, 1/2)`` only its sparsity pattern is used.
         num_layers: ``K``.
         include_layer0: whether the mean includes the ego embeddings ``E^(0)``.
         layer_weights: explicit ``[K+1]`` weights (overrides ``include_layer0``).
+        norm_alpha: ``α``, the exponent on the receiving (row) node's degree (LightGCN++: 0.6).
+        norm_beta: ``β``, the exponent on the source (column) node's degree (LightGCN++: −0.1).
+            With ``α ≠ β``, ``Â`` is not symmetric: its transpose ``D^-β A D^-α`` is built once
+            for the backward pass.
+        layer_norm: L2-normalise every layer's input rows, ``E^(0)`` included (LightGCN++).
+        gamma: ``γ``; ``None`` keeps the layer mean of ``include_layer0``/``layer_weights``.
+        init_std: ``None``: Xavier-uniform embeddings (official LightGCN, SGL, SELFRec); a float:
+            ``N(0, init_std²)`` (LightGCN-PyTorch and LightGCN++'s ``code/``: 0.1).
     """
 
     graph_inputs = ("adjacency",)
@@ -66,40 +110,100 @@ class LightGCN(EmbeddingRecommender):
         num_layers: int = 3,
         include_layer0: bool = True,
         layer_weights: Sequence[float] | None = None,
+        norm_alpha: float = 0.5,
+        norm_beta: float = 0.5,
+        layer_norm: bool = False,
+        gamma: float | None = None,
+        init_std: float | None = None,
         loss: RankingLoss = BPRLoss(),
         reg: L2Reg = L2Reg(),
     ) -> None:
         super().__init__(n_users, n_items, embedding_dim, loss, reg)
         if not isinstance(num_layers, int) or num_layers < 0:
             raise ValueError(f"model.num_layers must be an integer >= 0, got {num_layers!r}")
+        if init_std is not None:
+            if not init_std > 0:
+                raise ValueError(f"model.init_std must be > 0 or null, got {init_std}")
+            nn.init.normal_(self.user_embedding.weight, std=init_std)
+            nn.init.normal_(self.item_embedding.weight, std=init_std)
         self.num_layers = num_layers
-        weights = layer_mean_weights(num_layers, include_layer0, layer_weights)
+        weights = layer_mean_weights(num_layers, include_layer0, layer_weights, gamma)
         self.register_buffer("weights", weights, persistent=False)
         self.host_weights = weights.tolist()  # floats on the host: combining never syncs a GPU
+        self.norm_alpha, self.norm_beta = float(norm_alpha), float(norm_beta)
+        self.layer_norm = layer_norm
+        self.gamma = gamma
+        #: whether the training graph is not LightGCN's D^-1/2 A D^-1/2
+        self.reweighted = (self.norm_alpha, self.norm_beta) != (0.5, 0.5)
+        self.adjacency_t: torch.Tensor | None = None  # Âᵀ, only where Â is not symmetric
+        if self.reweighted:
+            pattern = adjacency
+            if pattern.layout != torch.sparse_csr:
+                pattern = pattern.to_sparse_csr()
+            adjacency = reweighted_adjacency(pattern, self.norm_alpha, self.norm_beta)
+            if self.norm_alpha != self.norm_beta:
+                self.adjacency_t = reweighted_adjacency(pattern, self.norm_beta, self.norm_alpha)
         self.adjacency = adjacency
 
     def _apply(self, fn, recurse=True):  # keep the sparse adjacency on the module's device
         super()._apply(fn, recurse)
         self.adjacency = fn(self.adjacency)
+        if self.adjacency_t is not None:
+            self.adjacency_t = fn(self.adjacency_t)
         return self
+
+    def propagate_once(
+        self, x: torch.Tensor, adjacency: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One layer ``Â x`` (``x`` ``[N, d]`` or ``[N, V·d]``, already normalised if asked)
+        over ``adjacency`` (``None``: the training graph, with its transpose for the backward
+        where it is not symmetric)."""
+        if adjacency is not None:
+            return symmetric_spmm(adjacency, x)
+        if self.adjacency_t is not None:
+            return transposed_spmm(self.adjacency, self.adjacency_t, x)
+        return symmetric_spmm(self.adjacency, x)
+
+    def layer_input(self, x: torch.Tensor, views: int = 1) -> torch.Tensor:
+        """What the next layer propagates: ``x`` itself, or with ``layer_norm`` its rows
+        L2-normalised (per view's ``d`` columns when ``views`` are side by side)."""
+        if not self.layer_norm:
+            return x
+        if views == 1:
+            return normalize_rows(x)
+        n = x.shape[0]
+        return normalize_rows(x.view(n, views, self.embedding_dim)).view(n, -1)
 
     def layers(
         self,
         adjacency: torch.Tensor | Sequence[torch.Tensor] | None = None,
         perturb: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        depth: int | None = None,
     ) -> list[torch.Tensor]:
         """``[E^(0), ..., E^(K)]``, each ``[U+I, d]``.
 
         Args:
-            adjacency: one ``[U+I, U+I]`` matrix for every layer, or ``K`` matrices (layer ``k``
-                uses the ``k``-th); ``None`` uses the training graph.
+            adjacency: one ``[U+I, U+I]`` symmetric matrix for every layer, or ``K`` matrices
+                (layer ``k`` uses the ``k``-th); ``None`` uses the training graph. Explicit
+                graphs (SGL's views) are ``D^-1/2 A D^-1/2``: refused with ``norm_alpha`` or
+                ``norm_beta`` set, which would mix two normalisations.
             perturb: applied to each layer's output before the next layer propagates it.
+            depth: propagations over the training graph (default ``K``; NCL needs
+                ``max(K, 2·hyper_layers)``).
         """
-        adjs = adjacency if isinstance(adjacency, Sequence) else [adjacency] * self.num_layers
+        if adjacency is not None and self.reweighted:
+            raise ValueError(
+                "norm_alpha/norm_beta reweight the training graph only; explicit adjacencies "
+                "(SGL's augmented views) are D^-1/2 A D^-1/2. Use norm_alpha=norm_beta=0.5 here."
+            )
+        if isinstance(adjacency, Sequence):
+            adjs: Sequence[torch.Tensor | None] = adjacency
+        else:
+            adjs = [adjacency] * (self.num_layers if depth is None else depth)
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
         out = [x]
         for adj in adjs:
-            x = symmetric_spmm(self.adjacency if adj is None else adj, x)
+            x = self.propagate_once(self.layer_input(x), adj)
             if perturb is not None:
                 x = perturb(x)
             out.append(x)
@@ -121,7 +225,8 @@ class LightGCN(EmbeddingRecommender):
         outs = [[x0] for _ in perturbs]
         x = x0.repeat(1, len(perturbs))
         for _ in range(self.num_layers):
-            parts = symmetric_spmm(self.adjacency, x).split(self.embedding_dim, dim=1)
+            wide = self.propagate_once(self.layer_input(x, views=len(perturbs)))
+            parts = wide.split(self.embedding_dim, dim=1)
             parts = [
                 part if p is None else p(part) for p, part in zip(perturbs, parts, strict=True)
             ]
@@ -140,3 +245,39 @@ class LightGCN(EmbeddingRecommender):
     def combine(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
         """The final representation ``Σ_k w_k E^(k)`` of ``layers`` (each ``[U+I, d]``)."""
         return combine_layers(layers, self.host_weights)
+
+
+class LightGCNpp(LightGCN):
+    """LightGCN++ (Lee et al., RecSys 2024; geon0325/LightGCNpp): :class:`LightGCN` with its
+    encoder options on by default.
+
+    ``E^(k+1) = D^-α A D^-β · (E^(k) / ‖E^(k)‖)``, ``E = γ E^(0) + (1 − γ) mean(E^(1..K))``
+    (``E^(0)`` raw), BPR (mean) and ``½ Σ ‖ego rows‖² / B`` L2 as LightGCN-PyTorch.
+    ``model=lightgcn model.norm_alpha=0.6 ...`` is the same model.
+
+    Args:
+        norm_alpha, norm_beta: ``α = 0.6``, ``β = −0.1`` (the paper's and official defaults).
+        layer_norm: ``True``.
+        gamma: ``γ`` (official default 0.2; run.sh and the README disagree per dataset: see
+            ``docs/zoo/lightgcnpp.md``).
+        num_layers: ``K`` (official ``code/parse.py``: 2).
+        **kwargs: the other :class:`LightGCN` arguments.
+    """
+
+    def __init__(
+        self,
+        norm_alpha: float = 0.6,
+        norm_beta: float = -0.1,
+        layer_norm: bool = True,
+        gamma: float | None = 0.2,
+        num_layers: int = 2,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            norm_alpha=norm_alpha,
+            norm_beta=norm_beta,
+            layer_norm=layer_norm,
+            gamma=gamma,
+            num_layers=num_layers,
+            **kwargs,
+        )

@@ -62,13 +62,36 @@ def make_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.optim
     raise ValueError(f"trainer.optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
 
 
+def negatives_per_positive(config: TrainerConfig, required: int | None) -> int:
+    """The sampler's ``k``: ``trainer.num_negatives``, or what the model requires.
+
+    A model that needs ``k`` candidates per positive (MixGCF's ``n_negs``) declares it as
+    ``required_negatives``; the trainer's default of 1 then gives way to it, and any other
+    explicit value is refused with a sentence.
+    """
+    if required is None or config.num_negatives == required:
+        return config.num_negatives
+    if config.num_negatives == 1:
+        return required
+    raise ValueError(
+        f"the model draws from {required} candidate negatives per positive, but "
+        f"trainer.num_negatives={config.num_negatives}: leave trainer.num_negatives at 1 (the "
+        f"model's {required} is used) or set it to {required}"
+    )
+
+
 def make_sampler(
-    data: Interactions, config: TrainerConfig, seed: int, device: torch.device
+    data: Interactions,
+    config: TrainerConfig,
+    seed: int,
+    device: torch.device,
+    required_negatives: int | None = None,
 ) -> BPRSampler | DeviceSampler:
-    """The numpy sampler on the CPU (``trainer.sampler=auto``), the device sampler elsewhere."""
+    """The numpy sampler on the CPU (``trainer.sampler=auto``), the device sampler elsewhere;
+    ``required_negatives``: the model's own ``k`` (:func:`negatives_per_positive`)."""
     on_device = config.sampler == "device" or (config.sampler == "auto" and device.type != "cpu")
     kwargs = {
-        "num_negatives": config.num_negatives,
+        "num_negatives": negatives_per_positive(config, required_negatives),
         "negative_sampling": config.negative_sampling,
         "popularity_exponent": config.popularity_exponent,
     }
@@ -118,9 +141,17 @@ class Trainer:
                 f"the validation protocol needs a valid split, but {data.name} has none: carve "
                 "one with dataset.valid_fraction, or add valid.txt to the dataset folder"
             )
-        self.device = next(model.parameters()).device
-        self.sampler = make_sampler(data, config, seed, self.device)
-        self.optimizer = make_optimizer(model, config)
+        # a closed-form model (EASE, ItemKNN) is fitted once by fit_closed_form: it has no
+        # parameters, and neither sampler nor optimiser
+        self.closed_form = getattr(model, "closed_form", False)
+        if self.closed_form:
+            self.device = model.device
+            self.sampler, self.optimizer = None, None
+        else:
+            self.device = next(model.parameters()).device
+            required = getattr(model, "required_negatives", None)
+            self.sampler = make_sampler(data, config, seed, self.device, required)
+            self.optimizer = make_optimizer(model, config)
         self.jsonl = JsonlLogger(self.out_dir / METRICS)
         self.logger = logger or NullLogger()
         self.checkpoint_path = self.out_dir / CHECKPOINT
@@ -142,7 +173,18 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
     def checkpoint_state(self) -> dict[str, Any]:
-        """The checkpoint as plain data (layout: :mod:`sslrec.train.checkpoint`)."""
+        """The checkpoint as plain data (layout: :mod:`sslrec.train.checkpoint`); a closed-form
+        model's holds its fitted state as ``model`` and no optimiser or sampler."""
+        if self.closed_form:
+            return {
+                "format": FORMAT,
+                "model": self.model.fitted_state(),
+                "optimizer": None,
+                "sampler_rng": None,
+                "rng": rng_state(),
+                "state": self.state,
+                "fingerprint": self.fingerprint,
+            }
         return {
             "format": FORMAT,
             "model": self.model.state_dict(),
@@ -300,8 +342,52 @@ class Trainer:
             )
         return self.evaluator.evaluate_scorer(scorer, split)
 
+    def fit_closed_form(self) -> None:
+        """A closed-form model's "training": ``model.fit()`` once, the selection split
+        evaluated once, one ``metrics.jsonl`` record (epoch 1, ``train_seconds`` the fit's,
+        no losses), the checkpoint. There is nothing to resume: a resumed run fits again."""
+        if self.cfg.resume:
+            log.info("closed-form model: nothing to resume, fitting again")
+        self.jsonl.truncate_after(0)
+        st = self.state
+        t0 = time.perf_counter()
+        self.model.fit()
+        train_s = time.perf_counter() - t0
+        st["epoch"] = 1
+        t1 = time.perf_counter()
+        metrics = self.evaluate(self.select_split)
+        eval_s = time.perf_counter() - t1
+        st.update(
+            seconds=train_s + eval_s,
+            best_value=metrics[self.cfg.metric],
+            best_epoch=1,
+            best_metrics=metrics,
+        )
+        record = {
+            "epoch": 1,
+            "split": self.select_split,
+            "losses": {},
+            "metrics": metrics,
+            "train_seconds": train_s,
+            "eval_seconds": eval_s,
+            "wall_seconds": st["seconds"],
+            "best_epoch": 1,
+            "protocol": self.cfg.protocol,
+        }
+        self.jsonl.log(record)
+        self.save_checkpoint()
+        self.logger.log(record)
+        log.info(
+            "fitted in %.2fs  %s %.5f  eval %.2fs",
+            train_s,
+            self.cfg.metric,
+            metrics[self.cfg.metric],
+            eval_s,
+        )
+
     def fit(self, checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
         """Train until ``epochs`` or early stopping; restore the best state; evaluate test.
+        A closed-form model is fitted once instead (:meth:`fit_closed_form`).
 
         Args:
             checkpoint: a checkpoint already read (and checked) to resume from; without it,
@@ -313,10 +399,12 @@ class Trainer:
         Raises:
             NonFiniteLossError: training diverged (see ``trainer.on_nonfinite``).
         """
-        if checkpoint is not None or self.cfg.resume:
+        if self.closed_form:
+            self.fit_closed_form()
+        elif checkpoint is not None or self.cfg.resume:
             self.load_checkpoint(checkpoint)
         st = self.state
-        while st["epoch"] < self.cfg.epochs and not st["stopped_early"]:
+        while not self.closed_form and st["epoch"] < self.cfg.epochs and not st["stopped_early"]:
             epoch = st["epoch"] + 1
             t0 = time.perf_counter()
             losses = self.train_epoch(epoch)
