@@ -315,8 +315,25 @@ def test_overwrite_clears_the_old_outputs_first(hydra_conf, tiny_dataset_dir, tm
 
 
 def test_second_run_on_a_locked_directory_fails_naming_the_pid(
-    hydra_conf, tiny_dataset_dir, tmp_path
+    hydra_conf, tiny_dataset_dir, tmp_path, monkeypatch
 ):
+    import sslrec.run as run_module
+    from sslrec.train import Trainer
+
+    # refused at once: before the data is read, so no epoch is trained either
+    calls = []
+    load_dataset, train_epoch = run_module.load_dataset, Trainer.train_epoch
+
+    def reading(*args, **kwargs):
+        calls.append("load_dataset")
+        return load_dataset(*args, **kwargs)
+
+    def training(self, *args, **kwargs):
+        calls.append("train_epoch")
+        return train_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "load_dataset", reading)
+    monkeypatch.setattr(Trainer, "train_epoch", training)
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
@@ -335,10 +352,9 @@ def test_second_run_on_a_locked_directory_fails_naming_the_pid(
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
-        t0 = time.perf_counter()
         with pytest.raises(Exception, match=f"in use by another run \\(pid {holder.pid}"):
             run(compose_cfg(tiny_dataset_dir), out)
-        assert time.perf_counter() - t0 < 30  # at once, not after training
+        assert calls == []  # at once: neither the data read nor an epoch trained
         assert not (out / "config.yaml").exists() and not (out / "metrics.jsonl").exists()
     finally:
         holder.kill()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import wandb
 import yaml
 
 from sslrec.report import build_report
@@ -45,7 +49,56 @@ def test_report_cli_logs_table_and_plots_offline(tmp_path, monkeypatch, capsys):
     out = tmp_path / "report"
     assert main([str(sweep), "--out", str(out), "--wandb"]) == 0
     assert "logged to wandb (offline), group sslrec-2026-01-02_03-04-05" in capsys.readouterr().out
+    # in this process wandb's service may still be writing the offline file after finish()
+    # (wandb 0.31 wrote only its header on a busy machine); teardown waits for it, as the
+    # end of the `sslrec report --wandb` process does
+    wandb.teardown()
     (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
     data = run_file.read_bytes()
     assert b"sslrec-2026-01-02_03-04-05" in data and b"report" in data
     assert b"curve_recall@20" in data  # a plot, as an image
+
+
+def test_multirun_with_wandb_logs_its_report_to_the_sweeps_group(tiny_dataset_dir, tmp_path):
+    """A multirun with ``logger=wandb`` ends by writing ``SWEEP_DIR/report`` and logging it
+    (offline) as one wandb run in the group its jobs were logged to
+    (:func:`sslrec.multirun._report_to_wandb`)."""
+    sweep = tmp_path / "multirun" / "2026-01-02" / "03-04-05"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sslrec",
+            "--multirun",
+            "dataset=custom",
+            f"dataset.path={tiny_dataset_dir}",
+            "model=mf",
+            "seed=1,2",
+            "trainer.epochs=2",
+            "trainer.eval_every=1",
+            "trainer.batch_size=64",
+            "trainer.progress=false",
+            "threads=1",
+            "logger=wandb",
+            "logger.mode=offline",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"},
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    group = "sslrec-2026-01-02_03-04-05"
+    for job in ("0", "1"):  # the jobs' own offline runs carry the group
+        (job_file,) = (sweep / job / "wandb").glob("offline-run-*/run-*.wandb")
+        assert group.encode() in job_file.read_bytes()
+    report = sweep / "report"
+    assert f"sweep report: {report}, logged to wandb group {group}" in proc.stdout
+    assert "| mf | 2 |" in (report / "report.md").read_text()  # one row, both seeds
+    assert (report / "curve_recall@20.png").is_file()
+    (run_file,) = (report / "wandb").glob("offline-run-*/run-*.wandb")
+    data = run_file.read_bytes()
+    assert group.encode() in data and b"report-" + group.encode() in data
+    assert b"report" in data and b"curve_recall@20" in data  # the table and a plot
