@@ -26,6 +26,18 @@ COMMANDS = {
     "neumf": (["model=neumf"], {"bce", "reg", "total"}),
     "fm": (["model=fm"], {"bpr", "reg", "total"}),
     "simgcl-hinge": (["model=simgcl", "loss=hinge"], {"hinge", "ssl", "reg", "total"}),
+    # the model zoo: each named term in every record (NCL's proto is 0 during its warm-up)
+    "ncl": (["model=ncl"], {"bpr", "ssl", "proto", "reg", "total"}),
+    "directau": (["model=directau"], {"align", "uniform", "reg", "total"}),
+    "simplex": (["model=simplex"], {"ccl", "reg", "total"}),
+    "lightgcl": (["model=lightgcl"], {"bpr", "ssl", "reg", "total"}),
+    "lightgcl-paper": (["model=lightgcl", "model.setting=paper"], {"bpr", "ssl", "reg", "total"}),
+    "lightgcnpp": (["model=lightgcnpp"], {"bpr", "reg", "total"}),
+    "lightgcn-norm": (
+        ["model=lightgcn", "model.norm_alpha=0.6", "model.norm_beta=-0.1", "model.gamma=0.2"],
+        {"bpr", "reg", "total"},
+    ),
+    "mixgcf": (["model=mixgcf"], {"bpr", "reg", "total"}),
 }
 
 
@@ -67,3 +79,23 @@ def test_objective_runs_from_the_cli(tmp_path, tiny_dataset_dir, name):
         torch.from_numpy(emb["user"]), torch.from_numpy(emb["item"]), "test"
     )
     assert again == pytest.approx(results["test"], abs=1e-6)
+
+
+@pytest.mark.parametrize("model", ["ease", "itemknn"])
+def test_closed_form_model_runs_on_a_custom_dataset(tmp_path, tiny_dataset_dir, model):
+    """Fitted once: one record without loss terms, and the usual outputs."""
+    out = tmp_path / "run"
+    run_cli(
+        tmp_path,
+        "dataset=custom",
+        f"dataset.path={tiny_dataset_dir}",
+        f"model={model}",
+        f"hydra.run.dir={out}",
+        "logger=none",
+        "threads=1",
+    )
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["epoch"], r["losses"]) for r in records] == [(1, {})]
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "finished" and {"recall@20", "ndcg@20"} <= set(results["test"])
+    assert (out / "embeddings.npz").is_file() and (out / "checkpoint.pt").is_file()

@@ -334,6 +334,8 @@ def test_constructor_checks(graph):
         ({"temperature": 0.0}, "temperature"),
         ({"edge_dropout": 1.0}, "edge_dropout"),
         ({"svd_rank": NU + 1}, "svd_rank"),
+        ({"norm_alpha": 0.6}, "LightGCN\\+\\+ options"),  # would be silently ignored
+        ({"layer_norm": True}, "LightGCN\\+\\+ options"),
     ):
         with pytest.raises(ValueError, match=match):
             LightGCL(NU, NI, adj, **kw)

@@ -153,6 +153,11 @@ class LightGCL(LightGCN):
             reg=L2Reg() if reg is None else reg,  # used only when given (reg_loss)
             **kwargs,
         )
+        if self.reweighted or self.layer_norm:  # its own graph and SVD layers ignore them
+            raise ValueError(
+                "model=lightgcl propagates its own graph and SVD views: the LightGCN++ options "
+                "model.norm_alpha/norm_beta/layer_norm do not apply (leave 0.5/0.5/false)"
+            )
         if not temperature > 0:
             raise ValueError(f"model.temperature must be > 0, got {temperature}")
         if not 0.0 <= edge_dropout < 1.0:
