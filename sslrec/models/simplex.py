@@ -74,7 +74,7 @@ class SimpleX(Recommender):
         train_users, train_items: ``[E]`` int64 training interactions (the histories).
         embedding_dim: ``d``.
         gamma: ``g``, the weight of the user's own embedding (official code 0.5; Yelp18 1,
-            Gowalla 0.8, Amazon-Books 0.5; 0.5 chosen on lastfm).
+            Gowalla 0.8, Amazon-Books 0.5; not yet checked on lastfm).
         aggregator: ``mean``, ``user_attention`` or ``self_attention``.
         max_history: ``L``: the most history items per user (``null``: all); official Yelp18
             and Amazon-Books 500, Gowalla none (its padding length is the longest history).
