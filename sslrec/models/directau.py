@@ -51,8 +51,8 @@ class DirectAU(LightGCN):
         reg: L2 in the loss; weight 0 (official: weight decay only). SELFRec:
             ``model/reg=selfrec model.reg.weight=1e-4``.
         init: ``xavier_normal`` (official RecBole) or ``xavier_uniform`` (SELFRec, LightGCN).
-        num_layers: ``K`` of the LightGCN encoder (3: SELFRec's, whose Yelp2018 figure is published); 0 is the
-            official default MF encoder.
+        num_layers: ``K`` of the LightGCN encoder (3: SELFRec's, whose Yelp2018 figure is
+            published); 0 is the official default MF encoder.
         **kwargs: the other :class:`LightGCN` arguments.
     """
 
