@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -27,6 +28,7 @@ from sslrec.losses.metric import (
 from sslrec.losses.pairwise import bpr_loss
 from sslrec.losses.pointwise import BCELoss, JointLoss, bce_loss
 from sslrec.losses.softmax import NPairLoss, SoftmaxLoss, sampled_softmax
+from sslrec.models import MF
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "loss"
 KS = [1, 4]  # k = 1 gives neg [B] / [B, d]; k = 4 gives [B, k] / [B, k, d]
@@ -515,6 +517,26 @@ def test_ccl_hand_case():
 def test_ccl_invalid_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CCLLoss(**kwargs)
+
+
+def test_a_model_trained_with_ccl_ranks_by_cosine():
+    """CCL leaves the norms untrained: MF + CCL ranks by cos(u, i) (MF-CCL), every other loss
+    by the raw inner product; scorer, score() and embeddings() agree."""
+    torch.manual_seed(0)
+    ccl, bpr = MF(5, 7, 4, loss=CCLLoss()), MF(5, 7, 4)
+    bpr.load_state_dict(ccl.state_dict())
+    raw_u, raw_i = ccl.propagate()
+    cos = F.normalize(raw_u, dim=-1) @ F.normalize(raw_i, dim=-1).T
+    users, items = torch.tensor([0, 3, 4]), torch.tensor([6, 0, 2])
+    torch.testing.assert_close(ccl.scorer().full_scores(torch.arange(5)), cos)
+    torch.testing.assert_close(ccl.score(users, items).detach(), cos[users, items])
+    u, i = ccl.embeddings()
+    torch.testing.assert_close(u.norm(dim=-1), torch.ones(5))
+    torch.testing.assert_close(i.norm(dim=-1), torch.ones(7))
+    torch.testing.assert_close(bpr.scorer().full_scores(torch.arange(5)), raw_u @ raw_i.T)
+    assert CCLLoss.ranks_by_cosine and not any(
+        c.ranks_by_cosine for c in (BCELoss, SoftmaxLoss, ListwiseLoss, AlignUniformLoss)
+    )
 
 
 @pytest.mark.parametrize(

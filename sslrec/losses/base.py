@@ -124,6 +124,10 @@ class RankingLoss:
     name: ClassVar[str] = "ranking"
     #: whether the loss reads representations (``RankingBatch.user``/``pos``/``neg``)
     needs_representations: ClassVar[bool] = False
+    #: whether the loss shapes only the angles of the representations and leaves their norms
+    #: free (CCL): an embedding model trained with it then ranks by cosine, on its L2-normalised
+    #: representations, as the loss's own model does (MF-CCL, SimpleX)
+    ranks_by_cosine: ClassVar[bool] = False
 
     def __call__(self, batch: RankingBatch) -> torch.Tensor:
         """The loss of ``batch``, a scalar tensor."""

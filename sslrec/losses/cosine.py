@@ -63,6 +63,10 @@ def ccl_loss(
 class CCLLoss(RankingLoss):
     """Cosine contrastive loss on the cosines of the representations (not on the scores).
 
+    An embedding model (MF, LightGCN, ...) trained with it ranks by cosine, as MF-CCL does: the
+    loss leaves the norms untrained, so ranking by the raw inner product would rank by them too
+    (:attr:`~sslrec.losses.base.RankingLoss.ranks_by_cosine`).
+
     ``max(0, 1 − ŝ⁺) + (w/k) Σ_j max(0, ŝ⁻_j − m)`` per user (:func:`ccl_loss`).
 
     ``m = 0.9`` is SimpleX's official setting (reczoo/RecBox,
@@ -85,6 +89,7 @@ class CCLLoss(RankingLoss):
 
     name: ClassVar[str] = "ccl"
     needs_representations: ClassVar[bool] = True
+    ranks_by_cosine: ClassVar[bool] = True  # MF-CCL scores cos(u, i); the norms are untrained
 
     def __post_init__(self) -> None:
         if not -1 <= self.margin < 1:

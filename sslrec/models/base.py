@@ -105,16 +105,24 @@ class EmbeddingRecommender(Recommender):
         """Final representations ``(users [U, d], items [I, d])`` used for scoring."""
         raise NotImplementedError
 
+    def ranked(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The representations ranking uses, ``(users [U, d], items [I, d])``: :meth:`propagate`'s,
+        L2-normalised row by row when the loss ranks by cosine (``loss=ccl``)."""
+        users, items = self.propagate()
+        if self.ranking_loss.ranks_by_cosine:
+            return F.normalize(users, dim=-1), F.normalize(items, dim=-1)
+        return users, items
+
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        users, items = self.propagate()
+        users, items = self.ranked()
         return users.detach(), items.detach()
 
     def scorer(self) -> Scorer:
         return InnerProductScorer(*self.embeddings())
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        user_all, item_all = self.propagate()
+        user_all, item_all = self.ranked()
         return _dot(F.embedding(users, user_all), F.embedding(items, item_all))
 
     def loss(self, batch: Batch) -> dict[str, Term]:
