@@ -539,6 +539,27 @@ def test_a_model_trained_with_ccl_ranks_by_cosine():
     )
 
 
+@pytest.mark.parametrize("loss", [ContrastiveLoss(), TripletLoss(), TripletLoss(form="symmetric")])
+def test_a_model_trained_with_a_distance_loss_ranks_by_distance(loss):
+    """Contrastive and triplet losses train Euclidean distances: MF ranks each user's items by
+    −‖u − i‖² (brute force here), through [u, 1]·[i, −½‖i‖²]."""
+    torch.manual_seed(0)
+    model = MF(6, 9, 4, loss=loss)
+    raw_u, raw_i = model.propagate()
+    scores = model.scorer().full_scores(torch.arange(6))
+    expected = -torch.cdist(raw_u, raw_i).pow(2)
+    assert torch.equal(scores.argsort(dim=1), expected.argsort(dim=1))
+    torch.testing.assert_close(  # equal up to a per-user constant ½‖u‖²
+        scores, 0.5 * expected + 0.5 * raw_u.pow(2).sum(-1, keepdim=True), atol=1e-6, rtol=1e-5
+    )
+    u, i = model.embeddings()
+    assert u.shape == (6, 5) and i.shape == (9, 5)
+    torch.testing.assert_close(
+        model.score(torch.tensor([1, 4]), torch.tensor([8, 0])).detach(), scores[[1, 4], [8, 0]]
+    )
+    assert not any(c.ranks_by_distance for c in (BCELoss, SoftmaxLoss, CCLLoss))
+
+
 @pytest.mark.parametrize(
     "cls",
     [ListwiseLoss, SoftmaxLoss, NPairLoss, ContrastiveLoss, TripletLoss, CCLLoss, BCELoss],

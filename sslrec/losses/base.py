@@ -128,6 +128,9 @@ class RankingLoss:
     #: free (CCL): an embedding model trained with it then ranks by cosine, on its L2-normalised
     #: representations, as the loss's own model does (MF-CCL, SimpleX)
     ranks_by_cosine: ClassVar[bool] = False
+    #: whether the loss trains Euclidean distances (contrastive, triplet): an embedding model
+    #: trained with it then ranks by ``−‖u − i‖²``, as metric learning does (CML)
+    ranks_by_distance: ClassVar[bool] = False
 
     def __call__(self, batch: RankingBatch) -> torch.Tensor:
         """The loss of ``batch``, a scalar tensor."""

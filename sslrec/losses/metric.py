@@ -155,6 +155,7 @@ class ContrastiveLoss(RankingLoss):
 
     name: ClassVar[str] = "contrastive"
     needs_representations: ClassVar[bool] = True
+    ranks_by_distance: ClassVar[bool] = True  # it trains distances: rank by −‖u − i‖²
 
     def __post_init__(self) -> None:
         if self.margin < 0:
@@ -194,6 +195,7 @@ class TripletLoss(RankingLoss):
 
     name: ClassVar[str] = "triplet"
     needs_representations: ClassVar[bool] = True
+    ranks_by_distance: ClassVar[bool] = True  # it trains distances: rank by −‖u − i‖²
 
     def __post_init__(self) -> None:
         if self.form not in ("standard", "symmetric"):

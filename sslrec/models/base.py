@@ -106,11 +106,19 @@ class EmbeddingRecommender(Recommender):
         raise NotImplementedError
 
     def ranked(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The representations ranking uses, ``(users [U, d], items [I, d])``: :meth:`propagate`'s,
-        L2-normalised row by row when the loss ranks by cosine (``loss=ccl``)."""
+        """The representations ranking uses, ``(users [U, d'], items [I, d'])``, whose inner
+        product is the score: :meth:`propagate`'s (``d' = d``), L2-normalised row by row when
+        the loss ranks by cosine (``loss=ccl``), or, when it ranks by distance
+        (``loss=contrastive|triplet``), ``[u, 1]`` and ``[i, −½‖i‖²]`` (``d' = d + 1``): their
+        inner product ``u·i − ½‖i‖² = −½‖u − i‖² + ½‖u‖²`` orders each user's items as
+        ``−‖u − i‖²`` does, and keeps the one-matmul ranking."""
         users, items = self.propagate()
-        if self.ranking_loss.ranks_by_cosine:
+        loss = self.ranking_loss
+        if loss.ranks_by_cosine:
             return F.normalize(users, dim=-1), F.normalize(items, dim=-1)
+        if loss.ranks_by_distance:
+            half_sq = 0.5 * items.pow(2).sum(-1, keepdim=True)
+            return F.pad(users, (0, 1), value=1.0), torch.cat([items, -half_sq], dim=-1)
         return users, items
 
     @torch.no_grad()
