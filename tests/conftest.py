@@ -54,6 +54,17 @@ def compose_run_config(*overrides: str):
     return compose("config", overrides=list(overrides), return_hydra_config=True)
 
 
+def compose_quiet(*overrides: str):
+    """The run config (no ``hydra`` node) for these overrides, with no logger and no progress
+    bar; needs no ``hydra_conf`` fixture (it initialises Hydra itself)."""
+    from hydra import compose, initialize_config_dir
+
+    from sslrec.__main__ import config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose("config", overrides=["logger=none", "trainer.progress=false", *overrides])
+
+
 SAMPLER_USERS, SAMPLER_ITEMS = 40, 15
 
 

@@ -9,14 +9,13 @@ import math
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from sslrec.__main__ import config_dir
 from sslrec.data import Batch
 from sslrec.graph import normalized_adjacency
 from sslrec.losses import AlignUniformLoss, L2Reg, breakdown
 from sslrec.models.directau import DirectAU
 from sslrec.run import run
+from tests.conftest import compose_quiet
 from tests.reference import dense_normalized_adjacency, random_graph
 
 NU, NI, D = 6, 8, 4
@@ -162,9 +161,7 @@ def test_defaults_are_the_official_loss_and_no_reg_term():
     assert params["init"].default == "xavier_normal"
 
 
-def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=["logger=none", "trainer.progress=false", *overrides])
+_compose = compose_quiet  # the run config with no logger and no progress bar
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from sslrec.__main__ import config_dir
 from sslrec.augment import EdgeDropout, UniformNoise
 from sslrec.data import Batch
 from sslrec.graph import normalized_adjacency, symmetric_spmm
@@ -23,6 +21,7 @@ from sslrec.models import SGL, LightGCN, SimGCL, XSimGCL
 from sslrec.models.lightgcn import combine_layers
 from sslrec.models.ncl import NCL
 from sslrec.run import run
+from tests.conftest import compose_quiet
 
 NU, NI, D = 5, 7, 4
 # user 4 and item 6 have no interactions: their rows and columns must stay 0 (no inf, and no
@@ -336,9 +335,7 @@ def test_sgl_views_are_bit_identical(edges):
 PLUSPLUS = {"norm_alpha": 0.6, "norm_beta": -0.1, "layer_norm": True, "gamma": 0.2}
 
 
-def compose_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=["logger=none", "trainer.progress=false", *overrides])
+compose_cfg = compose_quiet  # the run config with no logger and no progress bar
 
 
 def test_lightgcn_with_the_options_from_the_command_line_is_lightgcnpp(tiny_dataset_dir):

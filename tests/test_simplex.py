@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 
-from sslrec.__main__ import config_dir
 from sslrec.data import Batch
 from sslrec.losses import BPRLoss, CCLLoss, RankingBatch, breakdown, ccl_loss, total
 from sslrec.models.simplex import SimpleX
 from sslrec.run import run
+from tests.conftest import compose_quiet
 from tests.reference import random_graph
 
 NU, NI, D = 6, 9, 4
@@ -328,9 +327,7 @@ def test_constructor_checks(graph, kwargs, match):
 # --------------------------------------------------------------------------------------------
 
 
-def _compose(*overrides: str):
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=["logger=none", "trainer.progress=false", *overrides])
+_compose = compose_quiet  # the run config with no logger and no progress bar
 
 
 OFFICIAL = {  # the BARS configs (config/<expid>/model_config.yaml)
