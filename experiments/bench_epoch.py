@@ -11,6 +11,7 @@ on a GPU that is the figure to quote. ``propagation`` is the floor every graph m
 
     python experiments/bench_epoch.py --dataset gowalla --threads 1
     python experiments/bench_epoch.py --dataset yelp2018 --device cuda --full-epoch
+    python experiments/bench_epoch.py --threads 1 --rounds 3  # interleaved rounds, medians
 
 The table reports each variant's median step, its ratio to the LightGCN step and to the
 propagation, the epoch estimate, and peak memory (RSS; on CUDA also the allocator's peak).
@@ -41,6 +42,10 @@ VARIANTS = {
     "simgcl": ("simgcl", []),
     "simgcl-fused": ("simgcl", ["model.fused=true"]),
     "xsimgcl": ("xsimgcl", []),
+    # precision=bf16: the contrastive logits' GEMMs on bfloat16 copies (AMX on this CPU)
+    "sgl-ed-bf16": ("sgl", ["augmenter=ed", "precision=bf16"]),
+    "simgcl-bf16": ("simgcl", ["precision=bf16"]),
+    "xsimgcl-bf16": ("xsimgcl", ["precision=bf16"]),
 }
 DEFAULT = ["propagation", "lightgcn", "sgl-ed", "sgl-ed-block", "simgcl", "xsimgcl"]
 
@@ -63,6 +68,7 @@ def child(args: argparse.Namespace) -> dict:
     from sslrec.factory import build_model
     from sslrec.graph import symmetric_spmm
     from sslrec.losses import total
+    from sslrec.train.trainer import TrainerConfig, make_optimizer
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,7 +81,7 @@ def child(args: argparse.Namespace) -> dict:
         cfg = compose("config", overrides=[f"model={model_name}", *overrides, *args.set])
     torch.manual_seed(0)
     model = build_model(cfg.model, data, device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.trainer.lr)
+    opt = make_optimizer(model, TrainerConfig(lr=cfg.trainer.lr))
     sampler = BPRSampler(data.train, cfg.trainer.batch_size, cfg.trainer.sampling, seed=0)
     out = {"variant": name, "batches_per_epoch": len(sampler)}
     if name == "propagation":  # the floor: K layers forward + backward, nothing else
@@ -146,6 +152,13 @@ def main() -> None:
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--variants", nargs="+", default=DEFAULT, choices=list(VARIANTS))
     ap.add_argument("--batches", type=int, default=10)
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every variant this many times, interleaved (a shared machine drifts); a "
+        "variant's step is the median of its rounds' medians",
+    )
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--full-epoch", action="store_true")
@@ -155,27 +168,40 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args)), flush=True)
         return
+    runs: dict[str, list[dict]] = {name: [] for name in args.variants}
+    for _ in range(args.rounds):
+        for name in args.variants:
+            cmd = [sys.executable, __file__, "--child", name, "--dataset", args.dataset]
+            cmd += ["--data-root", args.data_root, "--batches", str(args.batches)]
+            cmd += ["--device", args.device, "--set", *args.set]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            if args.full_epoch:
+                cmd.append("--full-epoch")
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                continue
+            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            runs[name].append(row)
+            print(json.dumps(row), flush=True)
     rows = []
-    for name in args.variants:
-        cmd = [sys.executable, __file__, "--child", name, "--dataset", args.dataset]
-        cmd += ["--data-root", args.data_root, "--batches", str(args.batches)]
-        cmd += ["--device", args.device, "--set", *args.set]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        if args.full_epoch:
-            cmd.append("--full-epoch")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode:
-            print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+    for done in runs.values():
+        if not done:
             continue
-        row = json.loads(proc.stdout.strip().splitlines()[-1])
+        row = dict(done[0])
+        for key in ("median_step_s", "start_epoch_s", "epoch_estimate_s", "full_epoch_s"):
+            if key in row:
+                row[key] = statistics.median(r[key] for r in done)
+        row["peak_rss_mb"] = max(r["peak_rss_mb"] for r in done)
+        row["round_steps_s"] = [r["median_step_s"] for r in done]
         rows.append(row)
-        print(json.dumps(row), flush=True)
     base = {r["variant"]: r["median_step_s"] for r in rows}
     threads = args.threads or torch.get_num_threads()
     print(
         f"\n{args.dataset}, device {args.device}, {threads} threads, torch {torch.__version__}, "
-        f"{platform.machine()}; medians of {args.batches} steps"
+        f"{platform.machine()}; medians of {args.batches} steps, median of {args.rounds} "
+        "interleaved rounds"
     )
     print("| variant | s/step | × LightGCN | × propagation | s/epoch (est.) | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -3,6 +3,8 @@
 python experiments/bench_evaluation.py --dataset gowalla --dim 64 --repeats 5
 python experiments/bench_evaluation.py --model lightgcn neumf --threads 1 --repeats 3
 python experiments/bench_evaluation.py --item-tile 0 2048 8192 --threads 2 --repeats 5
+python experiments/bench_evaluation.py --selection full chunked --threads 2 --repeats 5
+python experiments/bench_evaluation.py --selection chunked --precision fp32 bf16 --threads 2
 
 ``--model embeddings`` (the default) ranks random ``[U, dim]``/``[I, dim]`` embeddings by inner
 product: the ranker alone. ``--model lightgcn`` / ``neumf`` time a whole evaluation of a
@@ -11,9 +13,11 @@ NeuMF's split first layer) and the ranking through it (NeuMF: its tiled tower sc
 ``eval_memory_mb`` blocks). With several models each runs in its own process, so that each
 peak RSS (the process's high-water mark: data, model and evaluation) is its own; the output
 adds the ratio of their median seconds to the first model's. ``--item-tile`` times the ranker
-with whole score rows (0) and with item tiles merged into a running top-k, interleaved, and
-checks that every variant's metrics equal the first's bit for bit. ``--device cuda`` runs it on
-a GPU.
+with whole score rows (0) and with item tiles merged into a running top-k, ``--selection`` the
+whole-row ``torch.topk`` (``full``, the path before 2026-12-06) against the chunk-maxima
+selection over cache-sized user sub-blocks (``chunked``, the CPU default); variants run
+interleaved and every variant's metrics must equal the first's bit for bit. ``--device cuda``
+runs it on a GPU.
 """
 
 from __future__ import annotations
@@ -86,28 +90,42 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
 
     rss_before = _peak_rss_mb()
     tiles = args.item_tile if model_name != "neumf" else [0]
-    metrics: dict[int, dict] = {}
-    for tile in tiles:
-        ev.item_tile = tile or None
+    # (item_tile, selection, precision): a tile overrides the selection, so tiles run once
+    grid = [
+        (t, s, p)
+        for p in args.precision
+        for t in tiles
+        for s in (args.selection if t == 0 else ["full"])
+    ]
+    metrics: dict[tuple, dict] = {}
+
+    def configure(variant: tuple) -> None:
+        ev.item_tile, ev.selection, ev.precision = variant[0] or None, variant[1], variant[2]
+
+    for variant in grid:
+        configure(variant)
         for _ in range(args.warmup):
-            metrics[tile] = evaluate()
-    times: dict[int, list[float]] = {tile: [] for tile in tiles}
+            metrics[variant] = evaluate()
+    times: dict[tuple, list[float]] = {v: [] for v in grid}
     for _ in range(args.repeats):  # variants interleaved: a noisy machine hits them alike
-        for tile in tiles:
-            ev.item_tile = tile or None
+        for variant in grid:
+            configure(variant)
             _sync(device)
             t0 = time.perf_counter()
-            metrics[tile] = evaluate()
+            metrics[variant] = evaluate()
             _sync(device)
-            times[tile].append(time.perf_counter() - t0)
-    first = tiles[0]
+            times[variant].append(time.perf_counter() - t0)
+    first = grid[0]
     variants = {
-        f"item_tile={tile or 'rows'}": {
-            "median_s": statistics.median(times[tile]),
-            "ratio_to_first": statistics.median(times[tile]) / statistics.median(times[first]),
-            "metrics_identical_to_first": metrics[tile] == metrics[first],
+        f"item_tile={v[0] or 'rows'},selection={v[1]},precision={v[2]}": {
+            "median_s": statistics.median(times[v]),
+            "ratio_to_first": statistics.median(times[v]) / statistics.median(times[first]),
+            "metrics_identical_to_first": metrics[v] == metrics[first],
+            "max_abs_metric_diff_to_first": max(
+                abs(metrics[v][k] - metrics[first][k]) for k in metrics[first]
+            ),
         }
-        for tile in tiles
+        for v in grid
     }
     users_evaluated = int(len(data.eval_users("test")))
     return {
@@ -153,6 +171,20 @@ def main() -> None:
         help="items per score tile, 0 = whole rows; several are timed interleaved and their "
         "metrics compared bit for bit with the first's",
     )
+    ap.add_argument(
+        "--selection",
+        nargs="+",
+        choices=("full", "chunked", "auto"),
+        default=["auto"],
+        help="top-k selections for whole rows, timed interleaved (the first is the baseline)",
+    )
+    ap.add_argument(
+        "--precision",
+        nargs="+",
+        choices=("fp32", "bf16"),
+        default=["fp32"],
+        help="score precisions (bf16: not exact; its metric difference is reported)",
+    )
     args = ap.parse_args()
     if len(args.model) == 1:
         print(json.dumps(bench_one(args, args.model[0]), indent=2))
@@ -164,7 +196,8 @@ def main() -> None:
             "--dim", str(args.dim), "--batch-size", str(args.batch_size),
             "--eval-memory-mb", str(args.eval_memory_mb), "--repeats", str(args.repeats),
             "--warmup", str(args.warmup), "--device", args.device,
-            "--item-tile", *map(str, args.item_tile),
+            "--item-tile", *map(str, args.item_tile), "--selection", *args.selection,
+            "--precision", *args.precision,
         ] + (["--threads", str(args.threads)] if args.threads else [])  # fmt: skip
         out = subprocess.run(
             [sys.executable, __file__, *argv], check=True, capture_output=True, text=True

@@ -1,9 +1,11 @@
 """Benchmark one LightGCN propagation (3 layers, forward + backward) on a real graph.
 
-Compares torch's native CSR autograd, sslrec's symmetric autograd (backward = Â·G), PyG's
-``EdgeIndex`` sparse matmul and the COO layout. Prints the median of ``--repeats`` runs.
+Compares torch's native CSR autograd, sslrec's symmetric autograd (backward = Â·G, ``csr @``),
+the same on torch's ``spmm_reduce`` kernel, PyG's ``EdgeIndex`` sparse matmul and the COO
+layout. Prints the median of ``--repeats`` runs.
 
     python experiments/bench_propagation.py --dataset gowalla --dim 64 --layers 3
+    python experiments/bench_propagation.py --threads 1 --repeats 9
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
     u, i = (torch.from_numpy(a) for a in data.train_pairs())
     adj = normalized_adjacency(u, i, data.n_users, data.n_items)
@@ -56,10 +61,20 @@ def main() -> None:
 
         return step
 
+    class ReduceKernel(torch.autograd.Function):  # symmetric_spmm on spmm_reduce
+        @staticmethod
+        def forward(ctx, x):
+            return torch.sparse.mm(adj, x, "sum")
+
+        @staticmethod
+        def backward(ctx, g):
+            return torch.sparse.mm(adj, g, "sum")
+
     variants = {
         "torch_csr_native": run(lambda x: adj @ x),
         "torch_coo_native": run(lambda x: torch.sparse.mm(coo, x)),
         "sslrec_symmetric_csr": run(lambda x: symmetric_spmm(adj, x)),
+        "symmetric_spmm_reduce_kernel": run(ReduceKernel.apply),
     }
     try:
         from torch_geometric import EdgeIndex

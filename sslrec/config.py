@@ -167,8 +167,9 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    """The ``eval`` node: cut-offs, metric names, users per score block and items per score
-    tile (``None``: whole rows; see :func:`sslrec.evaluation.ranker.rank_top_k`) (its schema)."""
+    """The ``eval`` node: cut-offs, metric names, users per score block, items per score tile
+    (``None``: whole rows) and the top-k selection (see
+    :func:`sslrec.evaluation.ranker.rank_top_k`) (its schema)."""
 
     ks: list[int] = field(default_factory=lambda: [10, 20, 50])
     metrics: list[str] = field(
@@ -176,6 +177,7 @@ class EvalConfig:
     )
     batch_size: int = 1024
     item_tile: int | None = None
+    selection: str = "auto"
     precision: str = "fp32"
 
 
@@ -197,6 +199,7 @@ def validate_run_config(cfg: DictConfig) -> TrainerConfig:
     import torch
 
     from sslrec.evaluation.metrics import METRICS
+    from sslrec.evaluation.ranker import SELECTIONS
 
     trainer = TrainerConfig.from_config(cfg.trainer)
     seed = cfg.get("seed")
@@ -225,6 +228,7 @@ def validate_run_config(cfg: DictConfig) -> TrainerConfig:
     for name in metrics:
         check_choice("eval.metrics", name, sorted(METRICS))
     check_int("eval.batch_size", ev.batch_size, 1)
+    check_choice("eval.selection", ev.get("selection", "auto"), SELECTIONS)
     evaluated = [f"{m}@{k}" for m in metrics for k in ks]
     if trainer.metric not in evaluated:
         raise _fail(

@@ -185,6 +185,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
             metrics=list(cfg.eval.metrics),
             batch_size=cfg.eval.batch_size,
             item_tile=cfg.eval.get("item_tile"),
+            selection=cfg.eval.get("selection", "auto"),
             precision=cfg.eval.get("precision", "fp32"),
         )
         trainer = Trainer(

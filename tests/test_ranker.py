@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 
 from sslrec.data.interactions import Interactions, pairs_to_csr
-from sslrec.evaluation.ranker import Evaluator, hit_matrix, rank_top_k, top_k
+from sslrec.evaluation.ranker import Evaluator, _chunked_top_k, hit_matrix, rank_top_k, top_k
 from sslrec.evaluation.scoring import InnerProductScorer
 from tests.test_metrics import NAMES, reference_metric
 
@@ -430,3 +430,78 @@ def test_bf16_evaluation_is_close_but_not_exact():
     assert abs(low["recall@10"] - exact["recall@10"]) < 0.05
     with pytest.raises(ValueError, match="eval.precision"):
         Evaluator(data, precision="fp16")
+
+
+def _chunk_cases():
+    """Rows of random, heavily tied (small integers) and mostly masked scores."""
+    gen = torch.Generator().manual_seed(3)
+    for kind in ("random", "ties", "masked", "nan"):
+        scores = torch.randn(9, 1000, generator=gen)
+        if kind == "ties":
+            scores = torch.randint(0, 4, (9, 1000), generator=gen).float()
+        elif kind == "masked":
+            scores[torch.rand(9, 1000, generator=gen) < 0.99] = -torch.inf
+        elif kind == "nan":
+            scores[2, 17] = torch.nan
+        yield kind, scores
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64])
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_chunked_top_k_equals_topk_over_whole_rows(chunk, k):
+    """Chunk maxima select the same items in the same order as torch.topk, ties included
+    (tied rows fall back to torch.topk on the row)."""
+    for kind, scores in _chunk_cases():
+        want = torch.topk(scores, k, dim=1, sorted=True).indices
+        got = _chunked_top_k(scores.clone(), k, chunk=chunk)
+        assert torch.equal(got, want), kind
+
+
+def test_chunked_top_k_finds_items_in_the_ragged_tail_and_outside_the_first_chunks():
+    scores = torch.zeros(2, 1000)
+    scores[0, 999] = 5.0  # the tail past the last whole chunk of 64
+    scores[0, 3], scores[0, 4] = 4.0, 3.0  # two winners in one chunk
+    scores[1, 640:643] = torch.tensor([1.0, 2.0, 3.0])
+    scores += torch.arange(1000) * 1e-6  # distinct values: no fallback
+    got = _chunked_top_k(scores, 3)
+    assert got[0].tolist() == [999, 3, 4]
+    assert got[1].tolist() == [642, 641, 640]
+
+
+@pytest.mark.parametrize("k", [1, 20])
+def test_chunked_selection_ranks_as_full_selection(k):
+    """rank_top_k's chunked path (reused score buffer, user sub-blocks) gives full's ranks,
+    for the inner-product scorer and for another scorer."""
+    gen = torch.Generator().manual_seed(5)
+    n_users, n_items = 40, 3000
+    user_emb = torch.randn(n_users, 8, generator=gen)
+    item_emb = torch.randn(n_items, 8, generator=gen)
+    item_emb[100:110] = item_emb[5]  # exact ties between items
+    rng = np.random.default_rng(0)
+    excluded = [set(rng.choice(n_items, 30, replace=False).tolist()) for _ in range(n_users)]
+    exclude = _sets_to_csr(excluded, n_items)
+    users = np.arange(n_users)
+
+    class Scaled(InnerProductScorer):  # a scorer that is not the plain inner product
+        def full_scores(self, users, out=None):
+            return 2.0 * super().full_scores(users)
+
+    for scorer in (InnerProductScorer(user_emb, item_emb), Scaled(user_emb, item_emb)):
+        full = rank_top_k(scorer, users, exclude, k, batch_size=16, selection="full")
+        chunked = rank_top_k(scorer, users, exclude, k, batch_size=16, selection="chunked")
+        assert torch.equal(chunked, full)
+    # the chunk path ran (3000 items = 46 chunks of 64 > k + 1) and met the tied items
+    assert any(5 not in excluded[u] for u in users)
+
+
+def test_chunked_selection_metrics_equal_full_selection(lastfm):
+    """On lastfm (4,489 items: 70 chunks > k + 1 = 51), every metric bit for bit."""
+    gen = torch.Generator().manual_seed(0)
+    user_emb = torch.randn(lastfm.n_users, 16, generator=gen)
+    item_emb = torch.randn(lastfm.n_items, 16, generator=gen)
+    for split in ("valid", "test"):
+        full = Evaluator(lastfm, selection="full").evaluate(user_emb, item_emb, split)
+        chunked = Evaluator(lastfm, selection="chunked").evaluate(user_emb, item_emb, split)
+        assert chunked == full
+    with pytest.raises(ValueError, match="eval.selection"):
+        Evaluator(lastfm, selection="heap")

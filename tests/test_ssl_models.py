@@ -51,12 +51,15 @@ def _dense_adj(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 def _propagate(e0: torch.Tensor, adjs: list[torch.Tensor], noise_eps: float | None = None):
     """``[E^(0), ..., E^(K)]`` with layer ``k`` using ``adjs[k-1]``; with ``noise_eps``, uniform
-    noise ``ε · sign(x) ⊙ Δ/‖Δ‖`` (``Δ`` drawn in float32 from torch's RNG) after every layer."""
+    noise ``ε · sign(x) ⊙ Δ/‖Δ‖`` after every layer, ``Δ`` drawn as the CPU noise documents
+    (float32 from numpy's PCG64, seeded by one ``randint(0, 2**62)`` of torch's generator)."""
     out, x = [e0], e0
     for a in adjs:
         x = a @ x
         if noise_eps is not None:
-            delta = torch.rand(x.shape, dtype=torch.float32).double()
+            seed = int(torch.randint(0, 2**62, (1,)))
+            rng = np.random.Generator(np.random.PCG64(seed))
+            delta = torch.from_numpy(rng.random(tuple(x.shape), dtype=np.float32)).double()
             x = x + noise_eps * torch.sign(x) * delta / delta.norm(dim=1, keepdim=True)
         out.append(x)
     return out

@@ -42,7 +42,19 @@ class GraphAugmenter:
 
 
 class EmbeddingAugmenter:
-    """Perturbs layer outputs (SimGCL's noise)."""
+    """Perturbs layer outputs (SimGCL's noise).
+
+    ``additive`` says the perturbation is ``x + additive_noise(x)`` with a noise whose gradient
+    with respect to ``x`` is zero, so the perturbed encoder's Jacobian is the clean one's and
+    the encoder may run as one node with a Horner backward
+    (:meth:`sslrec.models.lightgcn.LightGCN.encode`).
+    """
+
+    additive: bool = False
+
+    def additive_noise(self, x: torch.Tensor) -> torch.Tensor:
+        """The ``[N, d]`` noise an ``additive`` augmenter adds to ``x`` ``[N, d]``."""
+        raise NotImplementedError
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Perturb one layer's output ``x`` ``[N, d]``; returns a new ``[N, d]`` tensor."""

@@ -14,6 +14,10 @@ from sslrec.evaluation.scoring import InnerProductScorer, Scorer
 
 #: ``precision`` settings and the dtype they compute in (``None``: the inputs' own)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+#: how a block's top-k is found (:func:`rank_top_k`)
+SELECTIONS = ("auto", "full", "chunked")
+#: bytes of fp32 scores per sub-block in ``chunked`` selection: a few users' rows, in cache
+SUB_BLOCK_BYTES = 8 << 20
 
 
 def top_k(
@@ -36,6 +40,7 @@ def rank_top_k(
     k: int,
     batch_size: int = 1024,
     item_tile: int | None = None,
+    selection: str = "auto",
 ) -> torch.Tensor:
     """Top-``k`` items per user by the scorer's scores, with ``exclude``'s items masked out.
 
@@ -45,6 +50,11 @@ def rank_top_k(
     merged into a running top-k, so that the scores stay in cache instead of streaming a
     ``[b, I]`` block through memory twice (written by the matmul, read by the top-k).
 
+    ``selection="chunked"`` (``auto`` picks it on a CPU) scores a few users at a time into one
+    reused cache-sized buffer and selects through chunk maxima (:func:`_chunked_top_k`): the
+    same scores and the same ranking as ``full`` (one ``torch.topk`` over whole rows), found
+    without a page fault per block or a sort over every item.
+
     Args:
         scorer: the model's scorer (``Recommender.scorer()``).
         users: ``[n]`` int64 users to rank for.
@@ -52,6 +62,7 @@ def rank_top_k(
         k: cut-off.
         batch_size: users per score block (capped by ``scorer.block_users``).
         item_tile: items per tile, or ``None`` for whole rows.
+        selection: ``auto`` | ``full`` | ``chunked`` (see above; ``item_tile`` overrides it).
 
     Returns:
         ``[n, k]`` int64 item ids, best first, on the scorer's device. A user with fewer than
@@ -59,9 +70,18 @@ def rank_top_k(
         because the splits are disjoint.
     """
     device = scorer.device
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     if scorer.block_users:
         batch_size = max(1, min(batch_size, scorer.block_users))
     tiled = item_tile is not None and isinstance(scorer, InnerProductScorer)
+    chunked = not tiled and (
+        selection == "chunked" or (selection == "auto" and device.type == "cpu")
+    )
+    if chunked:
+        # a sub-block's scores stay in cache between the matmul and the selection
+        batch_size = max(1, min(batch_size, SUB_BLOCK_BYTES // (4 * scorer.n_items)))
+        buffer = None
     sub = exclude[users]
     indptr = sub.indptr.astype(np.int64)
     # the exclusions move to the device once per evaluation, not once per block
@@ -78,11 +98,50 @@ def rank_top_k(
                 scorer, users_t[start:stop], block_rows, block_cols, k, item_tile
             )
             continue
-        scores = scorer.full_scores(users_t[start:stop])
+        if chunked and isinstance(scorer, InnerProductScorer) and scorer.compute_dtype is None:
+            if buffer is None:
+                buffer = scorer.user_emb.new_empty(batch_size, scorer.n_items)
+            scores = scorer.full_scores(users_t[start:stop], out=buffer[: stop - start])
+        else:
+            scores = scorer.full_scores(users_t[start:stop])
         scores[block_rows, block_cols] = -torch.inf
-        out[start:stop] = torch.topk(scores, k, dim=1, sorted=True).indices
+        if chunked:
+            out[start:stop] = _chunked_top_k(scores, k)
+        else:
+            out[start:stop] = torch.topk(scores, k, dim=1, sorted=True).indices
         del scores
     return out
+
+
+def _chunked_top_k(scores: torch.Tensor, k: int, chunk: int = 64) -> torch.Tensor:
+    """``[b, k]`` column indices of each row's ``k`` largest ``scores`` ``[b, I]``, best first,
+    equal to ``torch.topk(scores, k).indices``.
+
+    The ``k + 1`` largest scores of a row lie in the ``k + 1`` chunks (of ``chunk`` columns)
+    with the largest maxima: a column outside them is at most the smallest of those ``k + 1``
+    maxima, each a different column. So one pass for the chunk maxima and a ``topk`` over
+    ``(k + 1) * chunk`` candidates (plus the ragged tail) replace the ``topk`` over ``I``. Where
+    the ``k + 1`` best values are not strictly decreasing (a tie, masked ``-inf`` items, a NaN)
+    ``torch.topk``'s tie order decides, so those rows take ``torch.topk`` over the whole row.
+    """
+    b, n_cols = scores.shape
+    n_chunks = n_cols // chunk
+    if n_chunks <= k + 1:
+        return torch.topk(scores, k, dim=1, sorted=True).indices
+    head = n_chunks * chunk
+    maxima = scores[:, :head].view(b, n_chunks, chunk).amax(-1)  # [b, n_chunks]
+    top_chunks = torch.topk(maxima, k + 1, dim=1, sorted=False).indices  # [b, k + 1]
+    rows = torch.arange(b, device=scores.device)[:, None] * n_chunks + top_chunks
+    picked = scores[:, :head].reshape(b * n_chunks, chunk).index_select(0, rows.reshape(-1))
+    cand = torch.cat([picked.view(b, -1), scores[:, head:]], dim=1)  # [b, (k + 1) chunk + tail]
+    values, pos = torch.topk(cand, k + 1, dim=1, sorted=True)
+    in_head = pos < (k + 1) * chunk
+    chunk_of = top_chunks.gather(1, (pos // chunk).clamp(max=k))
+    items = torch.where(in_head, chunk_of * chunk + pos % chunk, head + pos - (k + 1) * chunk)
+    tied = ~(values[:, :-1] > values[:, 1:]).all(dim=1)
+    if bool(tied.any()):
+        items[tied, :k] = torch.topk(scores[tied], k, dim=1, sorted=True).indices
+    return items[:, :k]
 
 
 def _tiled_top_k(
@@ -144,6 +203,8 @@ class Evaluator:
             ``None`` scores whole rows.
         precision: ``fp32`` (exact) or ``bf16``: inner-product scores from bfloat16 copies
             (:class:`~sslrec.evaluation.scoring.InnerProductScorer`); other scorers stay exact.
+        selection: ``auto`` | ``full`` | ``chunked``: how a block's top-k is found
+            (:func:`rank_top_k`); every choice gives the same rankings.
     """
 
     def __init__(
@@ -154,7 +215,10 @@ class Evaluator:
         batch_size: int = 1024,
         item_tile: int | None = None,
         precision: str = "fp32",
+        selection: str = "auto",
     ) -> None:
+        if selection not in SELECTIONS:
+            raise ValueError(f"eval.selection must be one of {SELECTIONS}, got {selection!r}")
         if precision not in PRECISIONS:
             raise ValueError(f"eval.precision must be fp32 or bf16, got {precision!r}")
         unknown = set(metrics) - set(METRICS)
@@ -170,6 +234,7 @@ class Evaluator:
         self.batch_size = batch_size
         self.item_tile = item_tile
         self.precision = precision
+        self.selection = selection
         self._exclude = {"valid": data.train, "test": (data.train + data.valid).tocsr()}
 
     def evaluate(
@@ -190,7 +255,13 @@ class Evaluator:
             raise ValueError(f"{self.data.name}: no user has items in the {split} split")
         target = getattr(self.data, split)
         ranked = rank_top_k(
-            scorer, users, self._exclude[split], self.ks[-1], self.batch_size, self.item_tile
+            scorer,
+            users,
+            self._exclude[split],
+            self.ks[-1],
+            self.batch_size,
+            self.item_tile,
+            self.selection,
         )
         hits = hit_matrix(ranked, users, target)
         n_rel = torch.from_numpy(np.diff(target.indptr)[users].astype(np.float32))

@@ -65,10 +65,12 @@ class InnerProductScorer:
         self.n_items = item_emb.shape[0]
         self.device = item_emb.device
 
-    def full_scores(self, users: torch.Tensor) -> torch.Tensor:
+    def full_scores(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``[b, I]`` scores; ``out`` (``[b, I]``, contiguous, exact dtype only) is reused
+        instead of a fresh block, whose first touch costs a page fault per 4 KiB."""
         u = self.user_emb[users]
         if self.compute_dtype is None:
-            return u @ self.item_t
+            return u @ self.item_t if out is None else torch.mm(u, self.item_t, out=out)
         return (u.to(self.compute_dtype) @ self.item_t).float()
 
     def score(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

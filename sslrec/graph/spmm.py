@@ -4,9 +4,10 @@ torch's own autograd for ``csr @ dense`` builds ``Âᵀ`` in the backward pass, 
 times the forward on the CPU. For a symmetric ``Â``, ``∂L/∂X = Âᵀ G = Â G``: the backward is one
 more product with the same matrix (:func:`symmetric_spmm`). A non-symmetric ``Â`` (LightGCN++'s
 ``D^-α A D^-β``, ``α ≠ β``) has its transpose built once, next to it, and the backward is a
-product with that (:func:`transposed_spmm`). On the CPU, ``torch.sparse.mm(csr, x, "sum")``
-dispatches to the parallel ``spmm_reduce`` kernel, about twice as fast as ``csr @ x`` (measured
-by ``experiments/bench_propagation.py``); on other devices the plain product is used.
+product with that (:func:`transposed_spmm`). The product itself is ``csr @ x`` on every device:
+with torch 2.13 on the CPU it beats the ``spmm_reduce`` kernel (``torch.sparse.mm(csr, x,
+"sum")``, the faster one under torch 2.5) at one and two threads, and it writes its output
+without zero-filling it first (``experiments/bench_propagation.py`` times both).
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ import torch
 
 
 def spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``[N, N] sparse @ [N, d] dense -> [N, d]`` with the fastest kernel for the device."""
-    if adj.layout == torch.sparse_csr and adj.device.type == "cpu":
-        return torch.sparse.mm(adj, x, "sum")
+    """``[N, N] sparse @ [N, d] dense -> [N, d]``."""
     return adj @ x
 
 

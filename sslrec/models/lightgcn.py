@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from sslrec.graph.adjacency import reweighted_adjacency
+from sslrec.graph.layer_sum import layer_sum
 from sslrec.graph.spmm import symmetric_spmm, transposed_spmm
 from sslrec.losses import BPRLoss, L2Reg, RankingLoss
 from sslrec.models.base import EmbeddingRecommender
@@ -239,8 +240,49 @@ class LightGCN(EmbeddingRecommender):
         """``[U+I, d]`` → ``([U, d], [I, d])``."""
         return x[: self.n_users], x[self.n_users :]
 
+    def encode(
+        self,
+        adjacency: torch.Tensor | Sequence[torch.Tensor] | None = None,
+        perturb: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        taps: Sequence[int] = (),
+        depth: int | None = None,
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The final representation ``Σ_k w_k E^(k)`` as ``(users [U, d], items [I, d])``, and
+        the layers ``taps`` likewise; arguments as :meth:`layers` (layers past ``K`` weigh 0).
+
+        One autograd node with a Horner backward (:func:`sslrec.graph.layer_sum.layer_sum`)
+        where the encoder is linear: without ``layer_norm`` and with an additive ``perturb``
+        (``perturb.additive``); otherwise autograd through :meth:`layers`. Both give the same
+        values up to float rounding (tested).
+        """
+        depth = self.num_layers if depth is None else depth
+        additive = perturb is None or getattr(perturb, "additive", False)
+        if self.layer_norm or not additive:
+            layers = self.layers(adjacency, perturb, depth)
+            final = self.split(self.combine(layers[: self.num_layers + 1]))
+            return final, [self.split(layers[k]) for k in taps]
+        if adjacency is not None and self.reweighted:
+            self.layers(adjacency)  # raises the mixed-normalisation error
+        if adjacency is None:
+            adjs = [self.adjacency] * depth
+            adjs_t = None if self.adjacency_t is None else [self.adjacency_t] * depth
+        else:
+            adjs = list(adjacency) if isinstance(adjacency, Sequence) else [adjacency] * depth
+            adjs_t = None
+        weights = list(self.host_weights) + [0.0] * (len(adjs) - self.num_layers)
+        noise = None if perturb is None else perturb.additive_noise  # type: ignore[attr-defined]
+        return layer_sum(
+            self.user_embedding.weight,
+            self.item_embedding.weight,
+            adjs,
+            weights,
+            adjs_t,
+            taps,
+            noise,
+        )
+
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.split(self.combine(self.layers()))
+        return self.encode()[0]
 
     def combine(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
         """The final representation ``Σ_k w_k E^(k)`` of ``layers`` (each ``[U+I, d]``)."""

@@ -143,32 +143,37 @@ class NCL(LightGCN):
     def loss(self, batch: Batch) -> dict[str, Term]:
         """``bpr``, ``ssl`` (``L_S^U + α L_S^I``, weight ``ssl_reg``), ``proto``
         (``L_P^U + L_P^I``, weight ``proto_reg``; 0 during the warm-up) and ``reg``."""
-        layers = self.layers(depth=self.depth)
-        terms = self.ranking_terms(*self.split(self.combine(layers[: self.num_layers + 1])), batch)
-        ssl = self.structure_loss(layers[0], layers[2 * self.hyper_layers], batch)
+        final, (ego, context) = self.encode(depth=self.depth, taps=(0, 2 * self.hyper_layers))
+        terms = self.ranking_terms(*final, batch)
+        ssl = self.structure_loss(ego, context, batch)
         terms = with_ssl(terms, ssl, self.ssl_reg)
         reg = terms.pop("reg")
-        terms["proto"] = Term(self.prototype_loss(layers[0], batch), self.proto_reg)
+        terms["proto"] = Term(self.prototype_loss(ego, batch), self.proto_reg)
         terms["reg"] = reg
         return terms
 
     def structure_loss(
-        self, ego: torch.Tensor, context: torch.Tensor, batch: Batch
+        self,
+        ego: tuple[torch.Tensor, torch.Tensor],
+        context: tuple[torch.Tensor, torch.Tensor],
+        batch: Batch,
     ) -> torch.Tensor:
-        """``L_S^U + α L_S^I``: ``context`` (layer ``2h``) anchors against ``ego`` (layer 0),
-        all nodes of the side as negatives, summed (the fused tiled logsumexp)."""
-        (ego_u, ego_i), (ctx_u, ctx_i) = self.split(ego), self.split(context)
+        """``L_S^U + α L_S^I``: ``context`` (layer ``2h``, ``(users, items)``) anchors against
+        ``ego`` (layer 0), all nodes of the side as negatives, summed (the fused tiled
+        logsumexp)."""
+        (ego_u, ego_i), (ctx_u, ctx_i) = ego, context
         kw = {"temperature": self.ssl_temp, "negatives": "all", "reduction": "sum"}
         users = info_nce(ctx_u, ego_u, batch.users, **kw)
         return users + self.alpha * info_nce(ctx_i, ego_i, batch.pos, **kw)
 
-    def prototype_loss(self, ego: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """``L_P^U + L_P^I`` on the batch's users and positive items (0 during the warm-up)."""
+    def prototype_loss(self, ego: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> torch.Tensor:
+        """``L_P^U + L_P^I`` on the batch's users and positive items (0 during the warm-up);
+        ``ego`` = layer 0 as ``(users, items)``."""
+        ego_u, ego_i = ego
         if not self.proto_active():
-            return ego.new_zeros(())
+            return ego_u.new_zeros(())
         if self.user_centroids is None:  # loss() before any start_epoch past the warm-up
             self.e_step()
-        ego_u, ego_i = self.split(ego)
         return self._proto_nce(ego_u, batch.users, self.user_centroids, self.user_clusters) + (
             self._proto_nce(ego_i, batch.pos, self.item_centroids, self.item_clusters)
         )

@@ -71,6 +71,6 @@ class SGL(LightGCN):
         terms = self.ranking_terms(*self.propagate(), batch)
         if self.regenerate == "batch" or self.views is None:
             self.views = (self.draw_view(), self.draw_view())
-        v1, v2 = (self.split(self.combine(self.layers(v))) for v in self.views)
+        v1, v2 = (self.encode(v)[0] for v in self.views)
         ssl = self.head(v1, v2, batch.users, batch.pos)
         return with_ssl(terms, ssl, self.ssl_weight)

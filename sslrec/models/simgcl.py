@@ -52,8 +52,12 @@ class SimGCL(LightGCN):
         self.head = head
 
     def loss(self, batch: Batch) -> dict[str, Term]:
-        views = self.layers_of_views([None, self.noise, self.noise], self.fused)
-        clean, noisy1, noisy2 = (self.split(self.combine(v)) for v in views)
+        perturbs = [None, self.noise, self.noise]
+        if self.fused:
+            views = self.layers_of_views(perturbs, fused=True)
+            clean, noisy1, noisy2 = (self.split(self.combine(v)) for v in views)
+        else:
+            clean, noisy1, noisy2 = (self.encode(perturb=p)[0] for p in perturbs)
         terms = self.ranking_terms(*clean, batch)
         ssl = self.head(noisy1, noisy2, batch.users, batch.pos)
         return with_ssl(terms, ssl, self.ssl_weight)

@@ -51,8 +51,7 @@ class XSimGCL(LightGCN):
         self.head = head
 
     def loss(self, batch: Batch) -> dict[str, Term]:
-        layers = self.layers(perturb=self.noise)
-        final = self.split(self.combine(layers))
+        final, (cl,) = self.encode(perturb=self.noise, taps=(self.cl_layer,))
         terms = self.ranking_terms(*final, batch)
-        ssl = self.head(final, self.split(layers[self.cl_layer]), batch.users, batch.pos)
+        ssl = self.head(final, cl, batch.users, batch.pos)
         return with_ssl(terms, ssl, self.ssl_weight)

@@ -43,6 +43,7 @@ RESUMABLE = {
     "bit-identity likewise needs the same device",
     "eval.batch_size": "users per score block: the same metrics",
     "eval.item_tile": "items per score tile: the same rankings (tested), another speed",
+    "eval.selection": "how a block's top-k is found: the same rankings (tested), another speed",
     "trainer.sampler": "where batches are drawn: on another device the stream differs, like "
     "device itself",
     "data_root": "where the data lives; its content is compared by hash",

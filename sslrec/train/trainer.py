@@ -50,10 +50,12 @@ SCORE_PROBE_USERS = 256
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.optim.Optimizer:
-    """Adam or plain SGD over the model's parameters, with ``lr`` and ``weight_decay``; on
-    CUDA Adam is the fused kernel (one launch for every parameter)."""
+    """Adam or plain SGD over the model's parameters, with ``lr`` and ``weight_decay``. Adam is
+    the fused kernel on CPU and CUDA: one pass over each parameter instead of a dozen (on the
+    CPU 10× faster for gowalla's tables, ``experiments/bench_epoch.py``); its updates match the
+    unfused Adam's to float32 rounding."""
     if config.optimizer == "adam":
-        fused = all(p.device.type == "cuda" for p in model.parameters()) or None
+        fused = all(p.device.type in ("cpu", "cuda") for p in model.parameters()) or None
         return torch.optim.Adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused
         )
