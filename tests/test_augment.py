@@ -264,3 +264,34 @@ def test_noise_draws_follow_the_distribution(distribution):
     torch.testing.assert_close(got.mean(0), ref.mean(0), rtol=0, atol=0.01)
     torch.testing.assert_close(got.std(0), ref.std(0), rtol=0, atol=0.01)
     assert got.min() >= 0
+
+
+def test_cpu_draws_are_chunked_streams_independent_of_threads(monkeypatch):
+    """A draw larger than one chunk: chunk j is the j-th SeedSequence child's PCG64 stream
+    (checked against numpy directly), and 1 or 2 threads draw the same numbers."""
+    import numpy as np
+
+    from sslrec.augment import noise as noise_mod
+
+    monkeypatch.setattr(noise_mod, "CPU_DRAW_CHUNK", 1000)
+    x = torch.ones(700, 5)  # 3,500 numbers: chunks of 1000, 1000, 1000, 500
+    draws = {}
+    for threads in (1, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            torch.manual_seed(4)
+            draws[threads] = noise_mod.draw_like(x, "uniform").clone()
+        finally:
+            torch.set_num_threads(before)
+    assert torch.equal(draws[1], draws[2])
+    torch.manual_seed(4)
+    seed = int(torch.randint(0, 2**62, (1,)))
+    children = np.random.SeedSequence(seed).spawn(4)
+    want = np.concatenate(
+        [
+            np.random.Generator(np.random.PCG64(c)).random(n, dtype=np.float32)
+            for c, n in zip(children, (1000, 1000, 1000, 500), strict=True)
+        ]
+    )
+    np.testing.assert_array_equal(draws[1].numpy().reshape(-1), want)

@@ -49,17 +49,29 @@ def _dense_adj(users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(dense_normalized_adjacency(users.numpy(), items.numpy(), NU, NI))
 
 
+def _documented_draw(shape: tuple[int, ...], chunk: int = 1 << 20) -> np.ndarray:
+    """float32 U(0, 1) as the CPU noise documents: one ``randint(0, 2**62)`` of torch's generator
+    seeds a ``SeedSequence``; chunk ``j`` of ``chunk`` numbers comes from its ``j``-th child's
+    PCG64."""
+    seed = int(torch.randint(0, 2**62, (1,)))
+    n = int(np.prod(shape))
+    children = np.random.SeedSequence(seed).spawn(max(1, -(-n // chunk)))
+    parts = [
+        np.random.Generator(np.random.PCG64(c)).random(min(chunk, n - j * chunk), np.float32)
+        for j, c in enumerate(children)
+    ]
+    return np.concatenate(parts).reshape(shape)
+
+
 def _propagate(e0: torch.Tensor, adjs: list[torch.Tensor], noise_eps: float | None = None):
     """``[E^(0), ..., E^(K)]`` with layer ``k`` using ``adjs[k-1]``; with ``noise_eps``, uniform
     noise ``ε · sign(x) ⊙ Δ/‖Δ‖`` after every layer, ``Δ`` drawn as the CPU noise documents
-    (float32 from numpy's PCG64, seeded by one ``randint(0, 2**62)`` of torch's generator)."""
+    (:func:`_documented_draw`)."""
     out, x = [e0], e0
     for a in adjs:
         x = a @ x
         if noise_eps is not None:
-            seed = int(torch.randint(0, 2**62, (1,)))
-            rng = np.random.Generator(np.random.PCG64(seed))
-            delta = torch.from_numpy(rng.random(tuple(x.shape), dtype=np.float32)).double()
+            delta = torch.from_numpy(_documented_draw(tuple(x.shape))).double()
             x = x + noise_eps * torch.sign(x) * delta / delta.norm(dim=1, keepdim=True)
         out.append(x)
     return out

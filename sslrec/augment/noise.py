@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,30 +17,59 @@ NORM_EPS = 1e-12
 #: the last CPU draw's array, reused by the next draw of the same shape: a fresh ``[N, d]``
 #: array costs a page fault per 4 KiB on first touch, as much as drawing into it
 _CPU_DRAWS: dict[tuple[int, ...], np.ndarray] = {}
+#: numbers per generator: a draw is cut into fixed chunks, each with its own PCG64 stream
+#: (``SeedSequence.spawn``), filled by up to ``torch.get_num_threads()`` threads (numpy releases
+#: the GIL while filling); the chunks, not the threads, fix the numbers, so any thread count
+#: draws the same
+CPU_DRAW_CHUNK = 1 << 20
+_POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
+
+
+def _cpu_fill(buf: np.ndarray, seed: int, distribution: str) -> None:
+    """Fill ``buf`` (float32, C order) from ``seed``, chunk by chunk (:data:`CPU_DRAW_CHUNK`)."""
+    global _POOL, _POOL_SIZE
+    flat = buf.reshape(-1)
+    n_chunks = max(1, -(-flat.size // CPU_DRAW_CHUNK))
+    seeds = np.random.SeedSequence(seed).spawn(n_chunks)
+
+    def fill(j: int) -> None:
+        gen = np.random.Generator(np.random.PCG64(seeds[j]))
+        part = flat[j * CPU_DRAW_CHUNK : (j + 1) * CPU_DRAW_CHUNK]
+        if distribution == "uniform":
+            gen.random(out=part, dtype=np.float32)
+        else:
+            gen.standard_normal(out=part, dtype=np.float32)
+
+    threads = min(torch.get_num_threads(), n_chunks)
+    if threads == 1:
+        for j in range(n_chunks):
+            fill(j)
+        return
+    if _POOL is None or _POOL_SIZE < threads:
+        _POOL, _POOL_SIZE = ThreadPoolExecutor(threads, thread_name_prefix="sslrec-noise"), threads
+    list(_POOL.map(fill, range(n_chunks)))
 
 
 def draw_like(x: torch.Tensor, distribution: str) -> torch.Tensor:
     """``U(0, 1)`` or ``N(0, 1)`` draws shaped like ``x`` ``[N, d]``, on its device and dtype.
 
-    On the CPU numpy's PCG64 draws them, seeded by one draw from torch's global generator (which
-    the trainer seeds and checkpoints, so runs and resumes repeat): torch's CPU generator takes
-    ~7 ns a number, PCG64 a few times less (``experiments/bench_epoch.py``). The CPU result is a
-    view of a buffer that the next draw of the same shape overwrites: use it before then. On an
-    accelerator torch's own generator is fast.
+    On the CPU numpy's PCG64 draws them (:func:`_cpu_fill`), seeded by one
+    ``randint(0, 2**62)`` of torch's global generator (which the trainer seeds and checkpoints,
+    so runs and resumes repeat): torch's CPU generator takes ~7 ns a number, on one thread,
+    PCG64 a few times less, on every thread (``experiments/bench_epoch.py``). The CPU result is
+    a view of a buffer that the next draw of the same shape overwrites: use it before then. On
+    an accelerator torch's own generator is fast.
     """
     if x.device.type != "cpu":
         return torch.rand_like(x) if distribution == "uniform" else torch.randn_like(x)
     seed = int(torch.randint(0, 2**62, (1,)))
-    gen = np.random.Generator(np.random.PCG64(seed))
     shape = tuple(x.shape)
     buf = _CPU_DRAWS.get(shape)
     if buf is None:
         _CPU_DRAWS.clear()
         buf = _CPU_DRAWS[shape] = np.empty(shape, dtype=np.float32)
-    if distribution == "uniform":
-        gen.random(out=buf, dtype=np.float32)
-    else:
-        gen.standard_normal(out=buf, dtype=np.float32)
+    _cpu_fill(buf, seed, distribution)
     return torch.from_numpy(buf).to(x.dtype)
 
 
