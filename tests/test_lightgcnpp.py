@@ -332,7 +332,7 @@ def test_sgl_views_are_bit_identical(edges):
 # Configs and lastfm
 # --------------------------------------------------------------------------------------------
 
-PLUSPLUS = {"norm_alpha": 0.6, "norm_beta": -0.1, "layer_norm": True, "gamma": 0.2}
+PLUSPLUS = {"norm_alpha": 0.6, "norm_beta": -0.1, "layer_norm": True, "gamma": 0.0}
 
 
 compose_cfg = compose_quiet  # the run config with no logger and no progress bar
