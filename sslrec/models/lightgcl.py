@@ -99,7 +99,9 @@ class LightGCL(LightGCN):
             code; the paper's ``old_setting`` uses 32).
         num_layers: ``L`` (official ``gnn_layer`` 2).
         setting: ``code`` or ``paper`` (module docstring).
-        ssl_weight: ``λ₁`` (official code 0.2; ``old_setting`` 1e-7).
+        ssl_weight: ``λ₁``: 0.05, chosen on lastfm's validation split (seed 1: Recall@20
+            0.2563 against 0.2423 at the official code's 0.2, which ``+experiment=lightgcl_*``
+            keep; ``old_setting`` 1e-7).
         temperature: ``τ`` (official code 0.2; ``old_setting`` 0.5).
         reg_weight: ``λ₂``: ``λ₂ Σ ‖θ‖²_F`` over every parameter, whole tables, not divided by
             ``B`` (official code 1e-7; ``old_setting``'s Adam weight decay 1e-4 is ``λ₂ = 5e-5``).
@@ -124,7 +126,7 @@ class LightGCL(LightGCN):
         embedding_dim: int = 64,
         num_layers: int = 2,
         setting: str = "code",
-        ssl_weight: float = 0.2,
+        ssl_weight: float = 0.05,
         temperature: float = 0.2,
         reg_weight: float = 1e-7,
         svd_rank: int = 5,
