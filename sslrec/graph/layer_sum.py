@@ -37,7 +37,7 @@ class _LayerSum(torch.autograd.Function):
     ) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.adjs_t, ctx.weights, ctx.taps = adjs_t, weights, taps
-        n_users = ctx.n_users = x_users.shape[0]
+        n_users = x_users.shape[0]
         ctx.shape = (n_users, x_items.shape[0], x_users.shape[1])
         x = torch.cat([x_users, x_items])
         acc = x * weights[0] if weights[0] != 0 else None
@@ -82,7 +82,8 @@ class _LayerSum(torch.autograd.Function):
                     y.add_(g, alpha=w)
         if y is None:
             return (None,) * 7
-        return (y[: ctx.n_users], y[ctx.n_users :], None, None, None, None, None)
+        n_users = ctx.shape[0]
+        return (y[:n_users], y[n_users:], None, None, None, None, None)
 
 
 def _joined(

@@ -175,6 +175,15 @@ class LightGCN(EmbeddingRecommender):
         n = x.shape[0]
         return normalize_rows(x.view(n, views, self.embedding_dim)).view(n, -1)
 
+    def _refuse_explicit_graph(self, adjacency: object) -> None:
+        """Explicit graphs (SGL's views) are ``D^-1/2 A D^-1/2``: refused when ``norm_alpha`` or
+        ``norm_beta`` reweight the training graph, which would mix two normalisations."""
+        if adjacency is not None and self.reweighted:
+            raise ValueError(
+                "norm_alpha/norm_beta reweight the training graph only; explicit adjacencies "
+                "(SGL's augmented views) are D^-1/2 A D^-1/2. Use norm_alpha=norm_beta=0.5 here."
+            )
+
     def layers(
         self,
         adjacency: torch.Tensor | Sequence[torch.Tensor] | None = None,
@@ -192,11 +201,7 @@ class LightGCN(EmbeddingRecommender):
             depth: propagations over the training graph (default ``K``; NCL needs
                 ``max(K, 2·hyper_layers)``).
         """
-        if adjacency is not None and self.reweighted:
-            raise ValueError(
-                "norm_alpha/norm_beta reweight the training graph only; explicit adjacencies "
-                "(SGL's augmented views) are D^-1/2 A D^-1/2. Use norm_alpha=norm_beta=0.5 here."
-            )
+        self._refuse_explicit_graph(adjacency)
         if isinstance(adjacency, Sequence):
             adjs: Sequence[torch.Tensor | None] = adjacency
         else:
@@ -261,8 +266,7 @@ class LightGCN(EmbeddingRecommender):
             layers = self.layers(adjacency, perturb, depth)
             final = self.split(self.combine(layers[: self.num_layers + 1]))
             return final, [self.split(layers[k]) for k in taps]
-        if adjacency is not None and self.reweighted:
-            self.layers(adjacency)  # raises the mixed-normalisation error
+        self._refuse_explicit_graph(adjacency)
         if adjacency is None:
             adjs = [self.adjacency] * depth
             adjs_t = None if self.adjacency_t is None else [self.adjacency_t] * depth
