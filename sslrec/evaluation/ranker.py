@@ -78,10 +78,11 @@ def rank_top_k(
     chunked = not tiled and (
         selection == "chunked" or (selection == "auto" and device.type == "cpu")
     )
-    if chunked:
-        # a sub-block's scores stay in cache between the matmul and the selection
+    buffer = None
+    if chunked and isinstance(scorer, InnerProductScorer):
+        # a sub-block's scores stay in cache between the matmul and the selection; other
+        # scorers (NeuMF's towers) keep their own blocks, whose cost is not the matmul's
         batch_size = max(1, min(batch_size, SUB_BLOCK_BYTES // (4 * scorer.n_items)))
-        buffer = None
     sub = exclude[users]
     indptr = sub.indptr.astype(np.int64)
     # the exclusions move to the device once per evaluation, not once per block
