@@ -83,6 +83,7 @@ def test_resume_after_crash_gives_identical_run(lastfm, tmp_path, monkeypatch, s
     out = resumed.fit()
     assert out["test"] == full["test"]
     assert out["best_epoch"] == full["best_epoch"]
+    assert (out["resumed_from_epoch"], full["resumed_from_epoch"]) == (4, 0)
     assert strip_times(records(tmp_path / "crash" / "metrics.jsonl")) == strip_times(
         records(tmp_path / "full" / "metrics.jsonl")
     )
@@ -99,7 +100,7 @@ def test_sampler_choice(lastfm, tmp_path):
 
 def test_resume_without_checkpoint_starts_fresh(lastfm, tmp_path):
     out = make_trainer(lastfm, tmp_path, epochs=2, resume=True).fit()
-    assert out["epochs_run"] == 2
+    assert out["epochs_run"] == 2 and out["resumed_from_epoch"] == 0
 
 
 def test_same_seed_same_metrics_different_seed_differs(lastfm, tmp_path):

@@ -406,6 +406,8 @@ class Trainer:
         elif checkpoint is not None or self.cfg.resume:
             self.load_checkpoint(checkpoint)
         st = self.state
+        # a resumed run's results say so: its total_seconds (run.py) counts from the resume
+        resumed_from = 0 if self.closed_form else st["epoch"]
         while not self.closed_form and st["epoch"] < self.cfg.epochs and not st["stopped_early"]:
             epoch = st["epoch"] + 1
             t0 = time.perf_counter()
@@ -478,6 +480,7 @@ class Trainer:
             "selection_split": self.select_split,
             "selection_metric": self.cfg.metric,
             "seconds": st["seconds"],
+            "resumed_from_epoch": resumed_from,
         }
         if self.skip_nonfinite:
             results["skipped_batches"] = st["skipped_batches"]
