@@ -1,8 +1,9 @@
 """Benchmark one LightGCN propagation (3 layers, forward + backward) on a real graph.
 
-Compares torch's native CSR autograd, sslrec's symmetric autograd (backward = Â·G, ``csr @``),
-the same on torch's ``spmm_reduce`` kernel, PyG's ``EdgeIndex`` sparse matmul and the COO
-layout. Prints the median of ``--repeats`` runs.
+Compares torch's native CSR autograd, sslrec's symmetric autograd (backward = Â·G, each product
+``addmm_`` into an uninitialised output: :func:`sslrec.graph.spmm.spmm`), the same on plain
+``csr @ x`` (which zero-fills and copies its output first) and on torch's ``spmm_reduce`` kernel,
+PyG's ``EdgeIndex`` sparse matmul and the COO layout. Prints the median of ``--repeats`` runs.
 
     python experiments/bench_propagation.py --dataset gowalla --dim 64 --layers 3
     python experiments/bench_propagation.py --threads 1 --repeats 9
@@ -20,6 +21,7 @@ import torch
 
 from sslrec.data import DatasetSpec, load_dataset
 from sslrec.graph import normalized_adjacency, symmetric_spmm
+from sslrec.graph.spmm import spmm
 
 
 def _time(fn, repeats: int) -> float:
@@ -70,10 +72,20 @@ def main() -> None:
         def backward(ctx, g):
             return torch.sparse.mm(adj, g, "sum")
 
+    class Matmul(torch.autograd.Function):  # symmetric_spmm on plain csr @ x
+        @staticmethod
+        def forward(ctx, x):
+            return adj @ x
+
+        @staticmethod
+        def backward(ctx, g):
+            return adj @ g
+
     variants = {
         "torch_csr_native": run(lambda x: adj @ x),
         "torch_coo_native": run(lambda x: torch.sparse.mm(coo, x)),
         "sslrec_symmetric_csr": run(lambda x: symmetric_spmm(adj, x)),
+        "symmetric_csr_matmul": run(Matmul.apply),
         "symmetric_spmm_reduce_kernel": run(ReduceKernel.apply),
     }
     try:
@@ -85,7 +97,7 @@ def main() -> None:
     except Exception as exc:  # PyG's fast path needs optional extensions on some builds
         print(f"pyg_edgeindex unavailable: {exc!r}")
     with torch.no_grad():
-        fwd = _time(lambda: [adj @ x0 for _ in range(args.layers)], args.repeats)
+        fwd = _time(lambda: [spmm(adj, x0) for _ in range(args.layers)], args.repeats)
     out = {"forward_only_csr_s": fwd}
     for name, fn in variants.items():
         out[name + "_fwd_bwd_s"] = _time(fn, args.repeats)

@@ -19,7 +19,14 @@ def _inverse_degree_power(deg: torch.Tensor, exponent: float) -> torch.Tensor:
     return out
 
 
+#: below this size the indices are stored as int32: MKL (the CPU product) takes 32-bit indices
+#: and would convert 64-bit ones on every product, and cuSPARSE prefers them
+INT32_LIMIT = 2**31 - 1
+
+
 def _csr(crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, n: int) -> torch.Tensor:
+    if n < INT32_LIMIT and cols.numel() < INT32_LIMIT:
+        crow, cols = crow.to(torch.int32), cols.to(torch.int32)
     with warnings.catch_warnings():  # torch flags sparse CSR as beta on every construction
         warnings.simplefilter("ignore", UserWarning)
         return torch.sparse_csr_tensor(crow, cols, values, size=(n, n), check_invariants=False)
@@ -48,8 +55,8 @@ def normalized_adjacency(
         alpha, beta: the exponents (``1/2, 1/2``: symmetric, LightGCN).
 
     Returns:
-        ``[U+I, U+I]`` float32 sparse CSR tensor with ``2E`` stored values; symmetric when
-        ``α = β``.
+        ``[U+I, U+I]`` float32 sparse CSR tensor with ``2E`` stored values (int32 indices
+        below 2³¹ nodes and values); symmetric when ``α = β``.
     """
     n = n_users + n_items
     rows = torch.cat([users, items + n_users])

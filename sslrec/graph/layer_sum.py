@@ -22,6 +22,24 @@ from sslrec.graph.spmm import spmm
 
 Noise = Callable[[torch.Tensor], torch.Tensor]
 
+#: two ``[N, V·d]`` CPU buffers per shape for the layers that never leave a forward or backward
+#: (neither returned nor tapped), written in turn: a fresh ``[N, d]`` per product costs a page
+#: fault per 4 KiB on first touch, about a third of a gowalla product
+_SCRATCH: dict[tuple[tuple[int, ...], torch.dtype], list[torch.Tensor]] = {}
+
+
+def _scratch(like: torch.Tensor, turn: int) -> torch.Tensor | None:
+    """Buffer ``turn % 2`` shaped like ``like`` (CPU; ``None`` elsewhere: the device's caching
+    allocator already reuses memory)."""
+    if like.device.type != "cpu":
+        return None
+    key = (tuple(like.shape), like.dtype)
+    bufs = _SCRATCH.get(key)
+    if bufs is None:
+        _SCRATCH.clear()  # one shape at a time: the model being trained
+        bufs = _SCRATCH[key] = [torch.empty_like(like), torch.empty_like(like)]
+    return bufs[turn % 2]
+
 
 class _LayerSum(torch.autograd.Function):
     @staticmethod
@@ -33,48 +51,58 @@ class _LayerSum(torch.autograd.Function):
         adjs_t: Sequence[torch.Tensor],
         weights: Sequence[float],
         taps: Sequence[int],
-        noise: Noise | None,
+        noises: Sequence[Noise | None],
     ) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.adjs_t, ctx.weights, ctx.taps = adjs_t, weights, taps
-        n_users = x_users.shape[0]
-        ctx.shape = (n_users, x_items.shape[0], x_users.shape[1])
+        n_users, d, views = x_users.shape[0], x_users.shape[1], len(noises)
+        ctx.shape = (n_users, x_items.shape[0], d)
+        ctx.views = views
         x = torch.cat([x_users, x_items])
+        if views > 1:  # the views side by side: one wide sparse product per layer
+            x = x.repeat(1, views)
         acc = x * weights[0] if weights[0] != 0 else None
         tapped = {0: x}
         for k, adj in enumerate(adjs, start=1):
-            x = spmm(adj, x)
-            if noise is not None:
-                x.add_(noise(x))  # x is this product's fresh output
+            # a layer that is tapped (returned) gets its own memory; the others a scratch buffer
+            x = spmm(adj, x, out=None if k in taps else _scratch(x, k))
+            for v, noise in enumerate(noises):
+                if noise is not None:  # x is this product's fresh output
+                    part = x[:, v * d : (v + 1) * d] if views > 1 else x
+                    part.add_(noise(part))
             if weights[k] != 0:
                 acc = x * weights[k] if acc is None else acc.add_(x, alpha=weights[k])
             if k in taps:
                 tapped[k] = x
         if acc is None:
             acc = torch.zeros_like(x)
-        outs = [acc[:n_users], acc[n_users:]]
-        for k in taps:
-            outs += [tapped[k][:n_users], tapped[k][n_users:]]
+        outs: list[torch.Tensor] = []
+        for block in [acc] + [tapped[k] for k in taps]:
+            for v in range(views):
+                part = block[:, v * d : (v + 1) * d] if views > 1 else block
+                outs += [part[:n_users], part[n_users:]]
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        depth = len(ctx.adjs_t)
-        # c_k as (weight, [N, d] gradient) pairs, added into the running sum in place
+        depth, views = len(ctx.adjs_t), ctx.views
+        # c_k as (weight, [N, V·d] gradient) pairs, added into the running sum in place
         seeds: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(depth + 1)]
-        final = _joined(grads[0], grads[1], ctx.shape)
+        final = _joined(grads[: 2 * views], ctx.shape)
         if final is not None:
             for k, w in enumerate(ctx.weights):
                 if w != 0:
                     seeds[k].append((w, final))
         for j, k in enumerate(ctx.taps):
-            tap = _joined(grads[2 + 2 * j], grads[3 + 2 * j], ctx.shape)
+            start = 2 * views * (j + 1)
+            tap = _joined(grads[start : start + 2 * views], ctx.shape)
             if tap is not None:
                 seeds[k].append((1.0, tap))
         y: torch.Tensor | None = None
         for k in range(depth, -1, -1):
-            if y is not None:
-                y = spmm(ctx.adjs_t[k], y)  # Â_{k+1}ᵀ: adjs_t[k] is layer k+1's transpose
+            if y is not None:  # Â_{k+1}ᵀ: adjs_t[k] is layer k+1's transpose
+                # y at layer 0 is returned; the others are scratch (never the input's buffer)
+                y = spmm(ctx.adjs_t[k], y, out=_scratch(y, k) if k > 0 else None)
             for w, g in seeds[k]:
                 if y is None:
                     y = g * w if w != 1.0 else g.clone()
@@ -82,24 +110,63 @@ class _LayerSum(torch.autograd.Function):
                     y.add_(g, alpha=w)
         if y is None:
             return (None,) * 7
+        if views > 1:  # every view starts from the same E^(0): its gradient is their sum
+            y = y.view(y.shape[0], views, -1).sum(1)
         n_users = ctx.shape[0]
         return (y[:n_users], y[n_users:], None, None, None, None, None)
 
 
 def _joined(
-    g_users: torch.Tensor | None, g_items: torch.Tensor | None, shape: tuple[int, int, int]
+    parts: Sequence[torch.Tensor | None], shape: tuple[int, int, int]
 ) -> torch.Tensor | None:
-    """``[U+I, d]`` from the users' and items' gradients (a missing part is zero);
-    ``shape`` = ``(U, I, d)``."""
-    if g_users is None and g_items is None:
+    """``[U+I, V·d]`` from ``V`` views' ``(users, items)`` gradients, in that order (a missing
+    part is zero); ``shape`` = ``(U, I, d)``."""
+    present = [g for g in parts if g is not None]
+    if not present:
         return None
     n_users, n_items, d = shape
-    like = g_users if g_users is not None else g_items
-    if g_users is None:
-        g_users = like.new_zeros(n_users, d)
-    if g_items is None:
-        g_items = like.new_zeros(n_items, d)
-    return torch.cat([g_users, g_items])
+    if len(parts) == 2:
+        g_users, g_items = parts
+        if g_users is None:
+            g_users = present[0].new_zeros(n_users, d)
+        if g_items is None:
+            g_items = present[0].new_zeros(n_items, d)
+        return torch.cat([g_users, g_items])
+    views = len(parts) // 2
+    out = present[0].new_empty(n_users + n_items, views * d)
+    for v in range(views):
+        for rows, g in (
+            (slice(0, n_users), parts[2 * v]),
+            (slice(n_users, None), parts[2 * v + 1]),
+        ):
+            block = out[rows, v * d : (v + 1) * d]
+            if g is None:
+                block.zero_()
+            else:
+                block.copy_(g)
+    return out
+
+
+def _apply(
+    x_users: torch.Tensor,
+    x_items: torch.Tensor,
+    adjs: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    adjs_t: Sequence[torch.Tensor] | None,
+    taps: Sequence[int],
+    noises: Sequence[Noise | None],
+) -> tuple[torch.Tensor, ...]:
+    if len(weights) != len(adjs) + 1:
+        raise ValueError(f"{len(adjs)} layers need {len(adjs) + 1} weights, got {len(weights)}")
+    return _LayerSum.apply(
+        x_users,
+        x_items,
+        list(adjs),
+        list(adjs if adjs_t is None else adjs_t),
+        [float(w) for w in weights],
+        list(taps),
+        list(noises),
+    )
 
 
 def layer_sum(
@@ -126,19 +193,37 @@ def layer_sum(
     Returns:
         ``((users [U, d], items [I, d]), [(tap users, tap items), ...])``.
     """
-    if len(weights) != len(adjs) + 1:
-        raise ValueError(f"{len(adjs)} layers need {len(adjs) + 1} weights, got {len(weights)}")
     if any(not 0 <= k <= len(adjs) for k in taps):
         raise ValueError(f"taps must be layers 0..{len(adjs)}, got {list(taps)}")
-    out = _LayerSum.apply(
-        x_users,
-        x_items,
-        list(adjs),
-        list(adjs if adjs_t is None else adjs_t),
-        [float(w) for w in weights],
-        list(taps),
-        noise,
-    )
+    out = _apply(x_users, x_items, adjs, weights, adjs_t, taps, [noise])
     final = (out[0], out[1])
     tapped = [(out[2 + 2 * j], out[3 + 2 * j]) for j in range(len(taps))]
     return final, tapped
+
+
+def layer_sum_views(
+    x_users: torch.Tensor,
+    x_items: torch.Tensor,
+    adjs: Sequence[torch.Tensor],
+    weights: Sequence[float],
+    noises: Sequence[Noise | None],
+    adjs_t: Sequence[torch.Tensor] | None = None,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`layer_sum` for ``V`` views of the same ``E^(0)`` that differ only in their noise
+    (SimGCL's clean and two noisy encoders), propagated side by side as one ``[U+I, V·d]``
+    matrix: one sparse product per layer instead of ``V``, which reads the graph once.
+
+    Each layer's noises are drawn view by view (layer 1 of every view, then layer 2, ...).
+
+    Args:
+        x_users, x_items, adjs, weights, adjs_t: as :func:`layer_sum`.
+        noises: ``V`` noises as ``noise`` of :func:`layer_sum` (``None``: a clean view),
+            each given its view's ``[N, d]`` columns.
+
+    Returns:
+        ``[(users [U, d], items [I, d]), ...]``, one per view (column slices of one block).
+    """
+    if not noises:
+        raise ValueError("layer_sum_views needs at least one view")
+    out = _apply(x_users, x_items, adjs, weights, adjs_t, (), noises)
+    return [(out[2 * v], out[2 * v + 1]) for v in range(len(noises))]

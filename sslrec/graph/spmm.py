@@ -6,8 +6,8 @@ more product with the same matrix (:func:`symmetric_spmm`). A non-symmetric ``Â
 ``D^-α A D^-β``, ``α ≠ β``) has its transpose built once, next to it, and the backward is a
 product with that (:func:`transposed_spmm`). The product itself is ``csr @ x`` on every device:
 with torch 2.13 on the CPU it beats the ``spmm_reduce`` kernel (``torch.sparse.mm(csr, x,
-"sum")``, the faster one under torch 2.5) at one and two threads, and it writes its output
-without zero-filling it first (``experiments/bench_propagation.py`` times both).
+"sum")``, the faster one under torch 2.5) at one and two threads once its output is neither
+zero-filled nor copied (:func:`spmm`; ``experiments/bench_propagation.py`` times the variants).
 """
 
 from __future__ import annotations
@@ -15,8 +15,26 @@ from __future__ import annotations
 import torch
 
 
-def spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``[N, N] sparse @ [N, d] dense -> [N, d]``."""
+def spmm(adj: torch.Tensor, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``[N, M] sparse CSR @ [M, d] dense -> [N, d]``, into ``out`` (``[N, d]``, not ``x``) if
+    given (CPU only: a reused buffer is written without a page fault per 4 KiB).
+
+    On the CPU the product is written into an uninitialised ``[N, d]`` by ``addmm_`` with
+    ``β = 0`` (MKL then writes every entry without reading it: NaN-safe, tested): ``adj @ x``
+    zero-fills a result and copies it once more before the same MKL call, which doubles the
+    time of a gowalla product (``experiments/bench_propagation.py``). Values are identical.
+    Elsewhere, and where autograd would have to record the product, ``adj @ x``.
+    """
+    if (
+        adj.device.type == "cpu"
+        and adj.layout is torch.sparse_csr
+        and x.dtype == adj.dtype
+        and x.dim() == 2
+        and not (x.requires_grad and torch.is_grad_enabled())
+    ):
+        if out is None:
+            out = x.new_empty(adj.shape[0], x.shape[1])
+        return out.addmm_(adj, x, beta=0)
     return adj @ x
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from sslrec.graph.adjacency import reweighted_adjacency
-from sslrec.graph.layer_sum import layer_sum
+from sslrec.graph.layer_sum import layer_sum, layer_sum_views
 from sslrec.graph.spmm import symmetric_spmm, transposed_spmm
 from sslrec.losses import BPRLoss, L2Reg, RankingLoss
 from sslrec.models.base import EmbeddingRecommender
@@ -240,6 +240,34 @@ class LightGCN(EmbeddingRecommender):
                 out.append(part)
             x = torch.cat(parts, dim=1)
         return outs
+
+    def encode_views(
+        self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The final representations ``(users [U, d], items [I, d])`` of ``V`` views over the
+        training graph, propagated side by side (``layers_of_views(fused=True)``: the same
+        values and draws).
+
+        Where the encoder is linear and every perturbation additive (as :meth:`encode`), one
+        :func:`~sslrec.graph.layer_sum.layer_sum_views` node: one ``[N, V·d]`` sparse product
+        per layer forward and backward; otherwise autograd through :meth:`layers_of_views`.
+        """
+        linear = not self.layer_norm and all(
+            p is None or getattr(p, "additive", False) for p in perturbs
+        )
+        if not linear:
+            views = self.layers_of_views(perturbs, fused=True)
+            return [self.split(self.combine(v)) for v in views]
+        noises = [None if p is None else p.additive_noise for p in perturbs]  # type: ignore[attr-defined]
+        depth = self.num_layers
+        return layer_sum_views(
+            self.user_embedding.weight,
+            self.item_embedding.weight,
+            [self.adjacency] * depth,
+            list(self.host_weights),
+            noises,
+            None if self.adjacency_t is None else [self.adjacency_t] * depth,
+        )
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[U+I, d]`` → ``([U, d], [I, d])``."""

@@ -28,8 +28,10 @@ class SimGCL(LightGCN):
         ssl_weight: ``λ`` (0.1, chosen on lastfm's validation split; the paper's yelp2018 value
             0.5 is in ``+experiment=simgcl_yelp2018``).
         head: InfoNCE head (official: ``in_batch`` unique ids, ``mean``, τ = 0.2).
-        fused: propagate the clean and both noisy encoders as one wide matrix
-            (:meth:`LightGCN.layers_of_views`); ``experiments/bench_epoch.py`` measures both.
+        fused: propagate the clean and both noisy encoders as one wide ``[N, 3d]`` matrix
+            (:meth:`LightGCN.encode_views`): one sparse product per layer instead of three.
+            Off by default: on the CPU the wide products leave the caches and the step is
+            ~1.5× slower (``experiments/bench_epoch.py --variants simgcl simgcl-fused``).
         include_layer0, reg: as :class:`LightGCN`, with SELFRec's choices as defaults.
         **kwargs: the other :class:`LightGCN` arguments.
     """
@@ -54,8 +56,7 @@ class SimGCL(LightGCN):
     def loss(self, batch: Batch) -> dict[str, Term]:
         perturbs = [None, self.noise, self.noise]
         if self.fused:
-            views = self.layers_of_views(perturbs, fused=True)
-            clean, noisy1, noisy2 = (self.split(self.combine(v)) for v in views)
+            clean, noisy1, noisy2 = self.encode_views(perturbs)
         else:
             clean, noisy1, noisy2 = (self.encode(perturb=p)[0] for p in perturbs)
         terms = self.ranking_terms(*clean, batch)
