@@ -132,17 +132,25 @@ def test_conventions_are_presets(hydra_conf):
     assert compose_run_config("model=sgl", "loss=hinge").loss._target_.endswith("HingeLoss")
 
 
+#: the closed-form models: fitted once, no loss step
+CLOSED_FORM_TARGETS = {"sslrec.models.ease.EASE", "sslrec.models.itemknn.ItemKNN"}
+
+
+def _tiny_spec(cfg: DictConfig, tiny_dataset_dir: Path) -> DatasetSpec:
+    """The config's dataset settings pointed at the tiny dataset."""
+    return DatasetSpec(
+        **OmegaConf.to_container(cfg.dataset, resolve=True)
+        | {"name": "tiny", "path": str(tiny_dataset_dir), "n_users": None, "n_items": None}
+    )
+
+
 def _one_step(cfg: DictConfig, tiny_dataset_dir: Path, num_negatives: int | None = None) -> dict:
     """Load the tiny dataset, build the configured model and take one optimiser step
     (``num_negatives``: the config's ``trainer.num_negatives`` unless given)."""
     trainer = TrainerConfig(**OmegaConf.to_container(cfg.trainer, resolve=True))
     if num_negatives is None:
         num_negatives = trainer.num_negatives
-    spec = DatasetSpec(
-        **OmegaConf.to_container(cfg.dataset, resolve=True)
-        | {"name": "tiny", "path": str(tiny_dataset_dir), "n_users": None, "n_items": None}
-    )
-    data = load_data(spec, "validation")
+    data = load_data(_tiny_spec(cfg, tiny_dataset_dir), "validation")
     torch.manual_seed(0)
     model = build_model(cfg.model, data, torch.device("cpu"))
     sampler = BPRSampler(
@@ -169,8 +177,16 @@ def _one_step(cfg: DictConfig, tiny_dataset_dir: Path, num_negatives: int | None
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_every_experiment_composes_and_takes_a_loss_step(hydra_conf, tiny_dataset_dir, name):
+    """A trained model takes one loss step; a closed-form one (EASE) is fitted instead."""
     cfg = compose_run_config(f"+experiment={name}")
     assert cfg.dataset.name in name  # the experiment's own dataset
+    if cfg.model._target_ in CLOSED_FORM_TARGETS:
+        data = load_data(_tiny_spec(cfg, tiny_dataset_dir), cfg.trainer.protocol)
+        model = build_model(cfg.model, data, torch.device("cpu"))
+        model.fit()
+        scores = model.scorer().full_scores(torch.arange(3))
+        assert scores.shape == (3, data.n_items) and torch.isfinite(scores).all()
+        return
     terms = _one_step(cfg, tiny_dataset_dir)
     assert "reg" in terms
 
