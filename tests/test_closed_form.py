@@ -311,3 +311,27 @@ def test_recommend_and_evaluate_from_the_checkpoint_and_by_refitting(lastfm_runs
     scores = [np.array([float(row[3]) for row in rows[1:]]) for rows in (again, saved)]
     np.testing.assert_allclose(*scores, rtol=1e-5)
     assert evaluate(refit, "test")["metrics"] == pytest.approx(results["test"], abs=1e-6)
+
+
+def test_paper_protocol_evaluates_the_one_fit_on_test_once(tmp_path, monkeypatch):
+    """protocol=paper: the fit is evaluated on test once; results["test"] is that evaluation."""
+    from sslrec.data import DatasetSpec, load_dataset
+    from sslrec.evaluation import Evaluator
+    from sslrec.train import Trainer, TrainerConfig
+
+    data = load_dataset(DatasetSpec(name="lastfm", n_users=1892, n_items=4489))
+    model = EASE(data.n_users, data.n_items, *pairs(data.train.toarray()))
+    evaluator = Evaluator(data, ks=(20,))
+    calls = []
+    original = Evaluator.evaluate_scorer
+
+    def counted(self, scorer, split):
+        calls.append(split)
+        return original(self, scorer, split)
+
+    monkeypatch.setattr(Evaluator, "evaluate_scorer", counted)
+    cfg = TrainerConfig(protocol="paper", progress=False)
+    results = Trainer(model, data, evaluator, cfg, tmp_path).fit()
+    assert calls == ["test"]
+    assert results["test"] == original(evaluator, model.scorer(), "test")
+    assert results["selection_split"] == "test" and results["valid"] == {}
