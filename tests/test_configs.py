@@ -132,10 +132,6 @@ def test_conventions_are_presets(hydra_conf):
     assert compose_run_config("model=sgl", "loss=hinge").loss._target_.endswith("HingeLoss")
 
 
-#: the closed-form models: fitted once, no loss step
-CLOSED_FORM_TARGETS = {"sslrec.models.ease.EASE", "sslrec.models.itemknn.ItemKNN"}
-
-
 def _tiny_spec(cfg: DictConfig, tiny_dataset_dir: Path) -> DatasetSpec:
     """The config's dataset settings pointed at the tiny dataset."""
     return DatasetSpec(
@@ -180,7 +176,7 @@ def test_every_experiment_composes_and_takes_a_loss_step(hydra_conf, tiny_datase
     """A trained model takes one loss step; a closed-form one (EASE) is fitted instead."""
     cfg = compose_run_config(f"+experiment={name}")
     assert cfg.dataset.name in name  # the experiment's own dataset
-    if cfg.model._target_ in CLOSED_FORM_TARGETS:
+    if getattr(get_class(cfg.model._target_), "closed_form", False):
         data = load_data(_tiny_spec(cfg, tiny_dataset_dir), cfg.trainer.protocol)
         model = build_model(cfg.model, data, torch.device("cpu"))
         model.fit()

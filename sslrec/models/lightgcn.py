@@ -34,6 +34,13 @@ def combine_layers(
     return sum(terms[1:], terms[0]) if terms else torch.zeros_like(layers[0])
 
 
+def _additive_noise(
+    perturb: Callable[[torch.Tensor], torch.Tensor] | None,
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The noise function of an additive perturbation (``None`` for none)."""
+    return None if perturb is None else perturb.additive_noise  # type: ignore[attr-defined]
+
+
 def layer_mean_weights(
     num_layers: int,
     include_layer0: bool = True,
@@ -252,22 +259,31 @@ class LightGCN(EmbeddingRecommender):
         :func:`~sslrec.graph.layer_sum.layer_sum_views` node: one ``[N, V·d]`` sparse product
         per layer forward and backward; otherwise autograd through :meth:`layers_of_views`.
         """
-        linear = not self.layer_norm and all(
-            p is None or getattr(p, "additive", False) for p in perturbs
-        )
-        if not linear:
+        if not self._linear(perturbs):
             views = self.layers_of_views(perturbs, fused=True)
             return [self.split(self.combine(v)) for v in views]
-        noises = [None if p is None else p.additive_noise for p in perturbs]  # type: ignore[attr-defined]
-        depth = self.num_layers
+        adjs, adjs_t = self._training_graph(self.num_layers)
         return layer_sum_views(
             self.user_embedding.weight,
             self.item_embedding.weight,
-            [self.adjacency] * depth,
+            adjs,
             list(self.host_weights),
-            noises,
-            None if self.adjacency_t is None else [self.adjacency_t] * depth,
+            [_additive_noise(p) for p in perturbs],
+            adjs_t,
         )
+
+    def _linear(self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None]) -> bool:
+        """Whether the encoder is linear in ``E^(0)`` under ``perturbs``: no ``layer_norm``,
+        and each perturbation absent or additive (``perturb.additive``)."""
+        return not self.layer_norm and all(
+            p is None or getattr(p, "additive", False) for p in perturbs
+        )
+
+    def _training_graph(self, depth: int) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+        """``depth`` copies of the training graph, and of its transpose where it is not
+        symmetric (``None`` where it is)."""
+        adjs_t = None if self.adjacency_t is None else [self.adjacency_t] * depth
+        return [self.adjacency] * depth, adjs_t
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[U+I, d]`` → ``([U, d], [I, d])``."""
@@ -289,20 +305,17 @@ class LightGCN(EmbeddingRecommender):
         values up to float rounding (tested).
         """
         depth = self.num_layers if depth is None else depth
-        additive = perturb is None or getattr(perturb, "additive", False)
-        if self.layer_norm or not additive:
+        if not self._linear([perturb]):
             layers = self.layers(adjacency, perturb, depth)
             final = self.split(self.combine(layers[: self.num_layers + 1]))
             return final, [self.split(layers[k]) for k in taps]
         self._refuse_explicit_graph(adjacency)
         if adjacency is None:
-            adjs = [self.adjacency] * depth
-            adjs_t = None if self.adjacency_t is None else [self.adjacency_t] * depth
+            adjs, adjs_t = self._training_graph(depth)
         else:
             adjs = list(adjacency) if isinstance(adjacency, Sequence) else [adjacency] * depth
             adjs_t = None
         weights = list(self.host_weights) + [0.0] * (len(adjs) - self.num_layers)
-        noise = None if perturb is None else perturb.additive_noise  # type: ignore[attr-defined]
         return layer_sum(
             self.user_embedding.weight,
             self.item_embedding.weight,
@@ -310,7 +323,7 @@ class LightGCN(EmbeddingRecommender):
             weights,
             adjs_t,
             taps,
-            noise,
+            _additive_noise(perturb),
         )
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
