@@ -12,6 +12,7 @@ on a GPU that is the figure to quote. ``propagation`` is the floor every graph m
     python experiments/bench_epoch.py --dataset gowalla --threads 1
     python experiments/bench_epoch.py --dataset yelp2018 --device cuda --full-epoch
     python experiments/bench_epoch.py --threads 1 --rounds 3  # interleaved rounds, medians
+    python experiments/bench_epoch.py --variants sgl-ed --profile 5  # where a step's time goes
 
 The table reports each variant's median step, its ratio to the LightGCN step and to the
 propagation, the epoch estimate, and peak memory (RSS; on CUDA also the allocator's peak).
@@ -108,7 +109,8 @@ def child(args: argparse.Namespace) -> dict:
         _sync(device)
         redraw = time.perf_counter() - t0
     steps = []
-    for k, batch in enumerate(sampler.epoch()):
+    batches = iter(sampler.epoch())
+    for k, batch in enumerate(batches):
         _sync(device)
         t0 = time.perf_counter()
         step(batch)
@@ -117,6 +119,14 @@ def child(args: argparse.Namespace) -> dict:
             steps.append(time.perf_counter() - t0)
         if len(steps) == args.batches:
             break
+    if args.profile:  # where the time of a step goes, printed before the JSON line
+        from torch.profiler import profile
+
+        with profile() as prof:
+            for _, batch in zip(range(args.profile), batches, strict=False):
+                step(batch)
+            _sync(device)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     median = statistics.median(steps)
     out.update(
         median_step_s=median,
@@ -163,6 +173,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--full-epoch", action="store_true")
     ap.add_argument("--set", nargs="*", default=[], help="extra Hydra overrides for every model")
+    ap.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        help="profile this many more steps of each variant (torch.profiler) and print the ops",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -178,11 +194,16 @@ def main() -> None:
                 cmd += ["--threads", str(args.threads)]
             if args.full_epoch:
                 cmd.append("--full-epoch")
+            if args.profile:
+                cmd += ["--profile", str(args.profile)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
                 continue
-            row = json.loads(proc.stdout.strip().splitlines()[-1])
+            lines = proc.stdout.strip().splitlines()
+            if args.profile:
+                print(f"{name}:\n" + "\n".join(lines[:-1]))
+            row = json.loads(lines[-1])
             runs[name].append(row)
             print(json.dumps(row), flush=True)
     rows = []
