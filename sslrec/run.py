@@ -16,6 +16,7 @@ Hydra itself writes ``.hydra/`` and the job log before any of this.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import fields
@@ -139,6 +140,34 @@ def claim_run_dir(
     return None
 
 
+def finished_results(
+    out: Path, checkpoint: dict[str, Any] | None, epochs: int
+) -> dict[str, Any] | None:
+    """The ``results.json`` of a finished run that a resume has nothing left to do for, else
+    ``None``.
+
+    Finished means: ``results.json`` says ``"status": "finished"`` for the checkpoint's last
+    epoch, ``embeddings.npz`` is there, and the checkpoint's run trains no further under
+    ``epochs`` (it stopped early or reached them; a closed-form model's, with no optimiser,
+    never trains). A resume with more ``trainer.epochs`` trains on as before.
+    """
+    if checkpoint is None or not {RESULTS, EMBEDDINGS} <= set(run_outputs(out)):
+        return None
+    try:
+        results = json.loads((out / RESULTS).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    state = checkpoint.get("state") or {}
+    if not isinstance(results, dict) or results.get("status") != "finished":
+        return None
+    if results.get("epochs_run") != state.get("epoch"):
+        return None  # results of an earlier stage of this run (killed while extended)
+    closed_form = checkpoint.get("optimizer") is None
+    if closed_form or state.get("stopped_early") or state.get("epoch", 0) >= epochs:
+        return results
+    return None
+
+
 def _read_config(path: Path) -> dict[str, Any] | None:
     try:
         tree = yaml.safe_load(path.read_text())
@@ -165,6 +194,13 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     with RunLock(out):
         checkpoint = claim_run_dir(out, trainer_cfg, fingerprint)
+        done = finished_results(out, checkpoint, trainer_cfg.epochs)
+        if done is not None:
+            # a resumed sweep reruns only what is missing: refitting a finished run (EASE on
+            # yelp2018: 9 minutes) would rewrite the same results.json
+            log.info("%s: this run has finished (results.json); nothing to resume", out)
+            print(format_table(done))
+            return done
         threads = cfg.threads or launcher_threads()
         if threads:
             torch.set_num_threads(int(threads))

@@ -314,6 +314,46 @@ def test_overwrite_clears_the_old_outputs_first(hydra_conf, tiny_dataset_dir, tm
     assert yaml.safe_load((out / "config.yaml").read_text())["trainer"]["epochs"] == 1
 
 
+@pytest.mark.parametrize("model", ["mf", "ease"])
+def test_resuming_a_finished_run_trains_nothing_and_writes_nothing(
+    hydra_conf, tiny_dataset_dir, tmp_path, monkeypatch, model
+):
+    """A resumed sweep reruns only what is missing: a finished run (trained, or a closed-form
+    fit) is returned as its results.json says, every file left as it was."""
+    from sslrec.train import Trainer
+
+    out = tmp_path / "run"
+    first = run(compose_cfg(tiny_dataset_dir, f"model={model}"), out)
+    before = snapshot(out)
+
+    def refit(*args, **kwargs):
+        raise AssertionError("a finished run was fitted again")
+
+    monkeypatch.setattr(Trainer, "fit", refit)
+    # threads may change on resume (RESUMABLE): still the same, finished run
+    again = run(
+        compose_cfg(tiny_dataset_dir, f"model={model}", "trainer.resume=true", "threads=2"), out
+    )
+    assert again == json.loads(json.dumps(first))
+    assert snapshot(out) == before
+
+
+def test_resume_finishes_a_run_whose_results_are_not_its_last(
+    hydra_conf, tiny_dataset_dir, tmp_path
+):
+    """results.json of an earlier stage (or a failed one) is no reason to skip: the resume
+    evaluates the checkpoint's run and writes its results."""
+    out = tmp_path / "run"
+    first = run(compose_cfg(tiny_dataset_dir), out)
+    stale = first | {"epochs_run": 1}
+    (out / "results.json").write_text(json.dumps(stale))
+    again = run(compose_cfg(tiny_dataset_dir, "trainer.resume=true"), out)
+    assert again["epochs_run"] == 3 and again["test"] == first["test"]
+    assert json.loads((out / "results.json").read_text())["epochs_run"] == 3
+    (out / "results.json").write_text(json.dumps(first | {"status": "failed"}))
+    assert run(compose_cfg(tiny_dataset_dir, "trainer.resume=true"), out)["status"] == "finished"
+
+
 def test_second_run_on_a_locked_directory_fails_naming_the_pid(
     hydra_conf, tiny_dataset_dir, tmp_path, monkeypatch
 ):

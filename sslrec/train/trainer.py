@@ -347,7 +347,9 @@ class Trainer:
     def fit_closed_form(self) -> None:
         """A closed-form model's "training": ``model.fit()`` once, the selection split
         evaluated once, one ``metrics.jsonl`` record (epoch 1, ``train_seconds`` the fit's,
-        no losses), the checkpoint. There is nothing to resume: a resumed run fits again."""
+        no losses), the checkpoint. There is nothing to resume: a resumed run whose
+        ``results.json`` is missing fits again (a finished one is not refitted: run.py
+        returns its results)."""
         if self.cfg.resume:
             log.info("closed-form model: nothing to resume, fitting again")
         self.jsonl.truncate_after(0)
