@@ -295,3 +295,45 @@ def test_cpu_draws_are_chunked_streams_independent_of_threads(monkeypatch):
         ]
     )
     np.testing.assert_array_equal(draws[1].numpy().reshape(-1), want)
+
+
+def test_cpu_draw_buffers_are_per_thread():
+    """A draw is a view of a reused buffer: reused by the next draw in its own thread, never by
+    another thread's (models trained in threads of one process)."""
+    import threading
+
+    from sslrec.augment import noise as noise_mod
+
+    x = torch.ones(30, 4)
+    first = noise_mod.draw_like(x, "uniform")
+    assert noise_mod.draw_like(x, "uniform").data_ptr() == first.data_ptr()
+    other: list[torch.Tensor] = []
+    worker = threading.Thread(target=lambda: other.append(noise_mod.draw_like(x, "uniform")))
+    worker.start()
+    worker.join()
+    assert other[0].data_ptr() != first.data_ptr()
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, 4097])
+def test_uniform_fill_equals_numpys_float32_draws_bit_for_bit(size):
+    import numpy as np
+
+    from sslrec.augment.noise import uniform_fill
+
+    for seed in (0, 1, 2**61 + 5):
+        got = np.full(size, np.nan, dtype=np.float32)
+        uniform_fill(got, np.random.PCG64(seed))
+        want = np.random.Generator(np.random.PCG64(seed)).random(size, dtype=np.float32)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_zero_check_sees_signed_zeros_in_any_layout():
+    from sslrec.augment.noise import _has_zero
+
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(0)) + 10.0
+    assert not _has_zero(x) and not _has_zero(x[:, ::2]) and not _has_zero(x.double())
+    for zero in (0.0, -0.0):
+        y = x.clone()
+        y[17, 3] = zero
+        assert _has_zero(y) and _has_zero(y[:, 1::2]) and _has_zero(y.double())
+        assert _has_zero(y.requires_grad_())

@@ -282,3 +282,49 @@ def test_simgcl_fused_encoder_equals_its_autograd_path(reweighted, lastfm):
         torch.testing.assert_close(i, ri, rtol=1e-5, atol=1e-6)
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)
+
+
+def test_scratch_buffers_are_per_thread():
+    """Models trained in threads of one process never share a layer's buffer: the same thread
+    reuses its two, another thread gets its own."""
+    import threading
+
+    from sslrec.graph.layer_sum import _scratch
+
+    like = torch.empty(NU + NI, D)
+    mine = [_scratch(like, 0), _scratch(like, 1)]
+    assert _scratch(like, 2) is mine[0] and mine[0] is not mine[1]
+    theirs: list[torch.Tensor | None] = []
+    worker = threading.Thread(target=lambda: theirs.extend(_scratch(like, k) for k in (0, 1)))
+    worker.start()
+    worker.join()
+    assert all(t is not m for t in theirs for m in mine)
+    assert _scratch(like, 0) is mine[0]  # the other thread's shape left this one's alone
+
+
+def test_threads_of_one_process_get_their_own_results():
+    """Two threads propagating graphs of the same shape at once (the shared buffers' case)
+    each get what they get alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    big = 400  # layers large enough to overlap in time
+    gen = torch.Generator().manual_seed(3)
+    adjs = [(torch.rand(2 * big, 2 * big, generator=gen) < 0.05).float().to_sparse_csr()]
+
+    def job(seed: int) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        xu = torch.randn(big, 32, generator=g).requires_grad_()
+        xi = torch.randn(big, 32, generator=g).requires_grad_()
+        out = []
+        for _ in range(20):
+            final, _ = layer_sum(xu, xi, adjs * 3, [0.25] * 4)
+            grads = torch.autograd.grad(final[0].sum() + final[1].square().sum(), (xu, xi))
+            out += [final[0].detach(), *grads]
+        return out
+
+    alone = [job(s) for s in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(job, (1, 2)))
+    for a, t in zip(alone, together, strict=True):
+        for x, y in zip(a, t, strict=True):
+            torch.testing.assert_close(y, x, rtol=0, atol=0)

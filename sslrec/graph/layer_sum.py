@@ -14,6 +14,7 @@ backward. Forward and backward each take ``K`` products and ``K + 1`` in-place p
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 
 import torch
@@ -22,10 +23,12 @@ from sslrec.graph.spmm import spmm
 
 Noise = Callable[[torch.Tensor], torch.Tensor]
 
-#: two ``[N, V·d]`` CPU buffers per shape for the layers that never leave a forward or backward
-#: (neither returned nor tapped), written in turn: a fresh ``[N, d]`` per product costs a page
-#: fault per 4 KiB on first touch, about a third of a gowalla product
-_SCRATCH: dict[tuple[tuple[int, ...], torch.dtype], list[torch.Tensor]] = {}
+#: per thread, two ``[N, V·d]`` CPU buffers for the layers that never leave a forward or
+#: backward (neither returned nor tapped), written in turn: a fresh ``[N, d]`` per product costs a
+#: page fault per 4 KiB on first touch, about a third of a gowalla product. Per thread, so that
+#: models trained in threads of one process never write into each other's layers (a CPU
+#: backward runs in the thread that called it, as its forward did).
+_LOCAL = threading.local()
 
 
 def _scratch(like: torch.Tensor, turn: int) -> torch.Tensor | None:
@@ -34,10 +37,12 @@ def _scratch(like: torch.Tensor, turn: int) -> torch.Tensor | None:
     if like.device.type != "cpu":
         return None
     key = (tuple(like.shape), like.dtype)
-    bufs = _SCRATCH.get(key)
+    cache: dict[tuple[tuple[int, ...], torch.dtype], list[torch.Tensor]]
+    cache = _LOCAL.__dict__.setdefault("scratch", {})
+    bufs = cache.get(key)
     if bufs is None:
-        _SCRATCH.clear()  # one shape at a time: the model being trained
-        bufs = _SCRATCH[key] = [torch.empty_like(like), torch.empty_like(like)]
+        cache.clear()  # one shape at a time: the model being trained
+        bufs = cache[key] = [torch.empty_like(like), torch.empty_like(like)]
     return bufs[turn % 2]
 
 
