@@ -233,6 +233,47 @@ def test_default_mode_reads_the_device_once_per_epoch(tiny_dataset_dir, tmp_path
     assert counts["skip_batch", many] - counts["skip_batch", few] >= many - few, counts
 
 
+@pytest.mark.parametrize("model", ["mf", "lightgcn", "sgl", "simgcl", "ncl", "mixgcf", "lightgcl"])
+def test_paper_protocol_reports_what_its_best_epoch_scored(
+    hydra_conf, tiny_dataset_dir, tmp_path, caplog, model
+):
+    """Under the paper protocol the best epoch is picked on test: the restored model scores on
+    test exactly what that epoch's record says (no state outside state_dict), and no warning."""
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        res = run(
+            compose_cfg(tiny_dataset_dir, f"model={model}", "trainer.protocol=paper"), out
+        )
+    best = next(r for r in records(out / "metrics.jsonl") if r["epoch"] == res["best_epoch"])
+    assert res["test"] == best["metrics"]
+    assert "restored best model" not in caplog.text
+
+
+def test_paper_protocol_warns_when_the_restored_model_scores_otherwise(
+    hydra_conf, tiny_dataset_dir, tmp_path, caplog, monkeypatch
+):
+    """A restored model that scores other than its epoch (state outside state_dict, say) is
+    reported as it scores now, with a warning naming both."""
+    from sslrec.train import Trainer
+
+    evaluate, calls = Trainer.evaluate, []
+
+    def drifting(self, split):
+        metrics = evaluate(self, split)
+        calls.append(split)
+        if len(calls) == 4:  # after the 3 epochs: the restored model's test evaluation
+            metrics = metrics | {"recall@20": metrics["recall@20"] + 0.5}
+        return metrics
+
+    monkeypatch.setattr(Trainer, "evaluate", drifting)
+    with caplog.at_level("WARNING"):
+        res = run(compose_cfg(tiny_dataset_dir, "trainer.protocol=paper"), tmp_path / "run")
+    assert calls == ["test"] * 4
+    assert "restored best model" in caplog.text and "recall@20" in caplog.text
+    best = records(tmp_path / "run" / "metrics.jsonl")[res["best_epoch"] - 1]
+    assert res["test"]["recall@20"] == best["metrics"]["recall@20"] + 0.5
+
+
 # -- 2. resume accepts only the same run -------------------------------------------------------
 def test_resume_refuses_another_model_and_changes_nothing(hydra_conf, tiny_dataset_dir, tmp_path):
     out = tmp_path / "run"

@@ -49,6 +49,11 @@ log = logging.getLogger(__name__)
 SCORE_PROBE_USERS = 256
 
 
+def _differing(a: dict[str, float], b: dict[str, float]) -> str:
+    """``a``'s entries that differ from ``b``'s, as ``key value`` pairs."""
+    return ", ".join(f"{k} {v:.6f}" for k, v in a.items() if b.get(k) != v) or "the same"
+
+
 def make_optimizer(model: torch.nn.Module, config: TrainerConfig) -> torch.optim.Optimizer:
     """Adam or plain SGD over the model's parameters, with ``lr`` and ``weight_decay``. Adam is
     the fused kernel on CPU and CUDA: one pass over each parameter instead of a dozen (on the
@@ -476,6 +481,16 @@ class Trainer:
             test = st["best_metrics"]  # its one fit was just evaluated on test (protocol paper)
         else:
             test = self.evaluate("test")
+            if self.select_split == "test" and st["best_metrics"] and test != st["best_metrics"]:
+                # the restored state should score what its epoch scored: a difference means
+                # state outside state_dict() (or a non-deterministic evaluation); say so
+                log.warning(
+                    "the restored best model (epoch %d) scores %s on test, its epoch's record "
+                    "%s: results.json reports the restored model",
+                    st["best_epoch"],
+                    _differing(test, st["best_metrics"]),
+                    _differing(st["best_metrics"], test),
+                )
         results = {
             "valid": st["best_metrics"] if self.select_split == "valid" else {},
             "test": test,
