@@ -10,7 +10,9 @@
 #    encoders as one [N, 3d] product per layer (model.fused=true: slower on the CPU, where the
 #    wide operand leaves the caches; whether it wins on a GPU decides its default there; last,
 #    so that a timeout cuts only it);
-# 3. one full-ranking evaluation of yelp2018 on the device.
+# 3. one full-ranking evaluation of yelp2018 on the device;
+# 4. SimGCL's three encoders in each layout (separate, shared first product, wide), interleaved:
+#    whether shared or wide should be SimGCL's default on a GPU.
 # Everything it prints goes to OUT_DIR (default outputs/gpu_check) with the machine.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +28,7 @@ timeout 150 python experiments/bench_epoch.py --dataset yelp2018 --device cuda -
   --batches 20 --variants lightgcn xsimgcl simgcl sgl-ed simgcl-fused 2>&1 | tee "$out/bench_epoch.txt" || rc=1
 timeout 40 python experiments/bench_evaluation.py --dataset yelp2018 --device cuda --repeats 3 \
   2>&1 | tee "$out/bench_evaluation.txt" | tail -3 || rc=1
+timeout 40 python experiments/bench_views.py --dataset yelp2018 --device cuda --repeats 10 \
+  2>&1 | tee "$out/bench_views.txt" | tail -5 || rc=1
 echo "gpu_check: files in $out (exit $rc)"
 exit $rc

@@ -197,6 +197,16 @@ def _views_objective(views):
     return sum((v + 1) * (u**2).sum() + (i * (v + 2)).sin().sum() for v, (u, i) in enumerate(views))
 
 
+def _assert_views_match(views, got, refs, leaves) -> None:
+    """Views and their gradients ``got`` against float64 autograd references ``refs``."""
+    want = torch.autograd.grad(_views_objective(refs), leaves)
+    for (u, i), (ru, ri) in zip(views, refs, strict=True):
+        torch.testing.assert_close(u, ru, rtol=0, atol=1e-12)
+        torch.testing.assert_close(i, ri, rtol=0, atol=1e-12)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-11)
+
+
 @pytest.mark.parametrize("transposed", [False, True])
 def test_views_side_by_side_equal_separate_autograd_references(transposed):
     """SimGCL's clean and two noisy views as one [N, 3d] node: values and gradients against
@@ -226,12 +236,7 @@ def test_views_side_by_side_equal_separate_autograd_references(transposed):
         _reference(xu, xi, [adj] * 3, weights, (), noise=drawn[v] if v else None)[0]
         for v in range(3)
     ]
-    want = torch.autograd.grad(_views_objective(refs), (xu, xi))
-    for (u, i), (ru, ri) in zip(views, refs, strict=True):
-        torch.testing.assert_close(u, ru, rtol=0, atol=1e-12)
-        torch.testing.assert_close(i, ri, rtol=0, atol=1e-12)
-    for g, w in zip(got, want, strict=True):
-        torch.testing.assert_close(g, w, rtol=0, atol=1e-11)
+    _assert_views_match(views, got, refs, (xu, xi))
     # noise really differs between the views and one view's gradient is not another's
     assert not torch.allclose(views[1][0], views[2][0])
 
@@ -328,3 +333,106 @@ def test_threads_of_one_process_get_their_own_results():
     for a, t in zip(alone, together, strict=True):
         for x, y in zip(a, t, strict=True):
             torch.testing.assert_close(y, x, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "weights,transposed",
+    [
+        ([0.0, 1 / 3, 1 / 3, 1 / 3], False),  # SimGCL
+        ([0.25, 0.25, 0.25, 0.25], True),  # layer 0 too, a transpose
+        ([0.2, 0.8], False),  # one layer: only the shared product
+        ([0.5, 0.5, 0.0], True),  # a last layer of weight 0
+    ],
+)
+def test_shared_first_layer_equals_separate_autograd_references(weights, transposed):
+    """The views one after another with Â_1 E^(0) taken once (and Â_1ᵀ once backward): values
+    and gradients against plain autograd per view, the noise replayed view by view."""
+    depth = len(weights) - 1
+    adj = _graph(30, symmetric_norm=not transposed)
+    adjs = [adj.to_sparse_csr()] * depth
+    adjs_t = [adj.T.contiguous().to_sparse_csr()] * depth if transposed else None
+    xu, xi = _leaves(31)
+    noise = UniformNoise(0.1)
+    noises = [None, noise.additive_noise, noise.additive_noise]
+    torch.manual_seed(32)
+    views = layer_sum_views(xu, xi, adjs, weights, noises, adjs_t, layout="shared")
+    got = torch.autograd.grad(_views_objective(views), (xu, xi))
+    torch.manual_seed(32)  # replay: view 1's layers, then view 2's
+    drawn: list[list[torch.Tensor] | None] = [None]
+    for _ in range(2):
+        x, layers = torch.cat([xu, xi]).detach(), []
+        for _ in range(depth):
+            x = adj @ x
+            layers.append(noise.additive_noise(x).clone())
+            x = x + layers[-1]
+        drawn.append(layers)
+    refs = [_reference(xu, xi, [adj] * depth, weights, (), noise=n)[0] for n in drawn]
+    _assert_views_match(views, got, refs, (xu, xi))
+    assert not torch.allclose(views[1][0], views[2][0])
+
+
+def test_shared_first_layer_gradcheck_unused_views_and_bad_arguments():
+    adj = _graph(33).to_sparse_csr()
+    xu, xi = _leaves(34)
+
+    def f(a, b):
+        views = layer_sum_views(a, b, [adj] * 2, [0.2, 0.3, 0.5], [None, None], layout="shared")
+        return tuple(t for view in views for t in view)
+
+    assert torch.autograd.gradcheck(f, (xu, xi))
+    views = layer_sum_views(xu, xi, [adj] * 2, [0.2, 0.3, 0.5], [None, None], layout="shared")
+    got = torch.autograd.grad(views[1][1].sum(), (xu, xi))  # only view 1's items count
+    (_, ref_items), _ = layer_sum(xu, xi, [adj] * 2, [0.2, 0.3, 0.5])
+    want = torch.autograd.grad(ref_items.sum(), (xu, xi))
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="at least one layer"):
+        layer_sum_views(xu, xi, [], [1.0], [None], layout="shared")
+    with pytest.raises(ValueError, match="layout must be wide or shared"):
+        layer_sum_views(xu, xi, [adj], [0.5, 0.5], [None], layout="tall")
+
+
+def test_shared_first_layer_takes_two_products_fewer_per_extra_view(monkeypatch):
+    """SimGCL's three views over 3 layers: 7 sparse products forward and 7 backward (separate
+    encoders: 9 and 9)."""
+    import sslrec.graph.layer_sum as ls
+
+    calls = []
+    spmm = ls.spmm
+    monkeypatch.setattr(ls, "spmm", lambda *a, **k: calls.append(1) or spmm(*a, **k))
+    adj = _graph(35).to_sparse_csr()
+    xu, xi = _leaves(36)
+    noise = UniformNoise(0.1).additive_noise
+    views = layer_sum_views(
+        xu, xi, [adj] * 3, [0, 1 / 3, 1 / 3, 1 / 3], [None, noise, noise], layout="shared"
+    )
+    assert len(calls) == 7
+    torch.autograd.grad(_views_objective(views), (xu, xi))
+    assert len(calls) == 14
+
+
+@pytest.mark.parametrize("reweighted", [False, True])
+def test_simgcl_default_encoder_equals_three_separate_encoders(reweighted, lastfm):
+    """SimGCL's default path (shared first product) against three LightGCN.encode calls, the
+    same seed: the same draws and values bit for bit, gradients to float32 rounding."""
+    from omegaconf import OmegaConf
+
+    from sslrec.factory import build_model
+
+    cfg = {"_target_": "sslrec.models.simgcl.SimGCL"}
+    if reweighted:
+        cfg |= {"norm_alpha": 0.6, "norm_beta": -0.1}
+    torch.manual_seed(0)
+    m = build_model(OmegaConf.create(cfg), lastfm, torch.device("cpu"))
+    perturbs = [None, m.noise, m.noise]
+    params = (m.user_embedding.weight, m.item_embedding.weight)
+    torch.manual_seed(1)
+    views = m.encode_views(perturbs, "shared")
+    got = torch.autograd.grad(_views_objective(views), params)
+    torch.manual_seed(1)
+    refs = [m.encode(perturb=p)[0] for p in perturbs]
+    want = torch.autograd.grad(_views_objective(refs), params)
+    for (u, i), (ru, ri) in zip(views, refs, strict=True):
+        assert torch.equal(u, ru) and torch.equal(i, ri)
+    for g, w in zip(got, want, strict=True):  # Â_1ᵀ Σ_v y_v against Σ_v Â_1ᵀ y_v
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6)

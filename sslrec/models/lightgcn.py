@@ -249,18 +249,23 @@ class LightGCN(EmbeddingRecommender):
         return outs
 
     def encode_views(
-        self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None]
+        self,
+        perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None],
+        layout: str = "wide",
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The final representations ``(users [U, d], items [I, d])`` of ``V`` views over the
-        training graph, propagated side by side (``layers_of_views(fused=True)``: the same
-        values and draws).
+        training graph.
 
         Where the encoder is linear and every perturbation additive (as :meth:`encode`), one
-        :func:`~sslrec.graph.layer_sum.layer_sum_views` node: one ``[N, V·d]`` sparse product
-        per layer forward and backward; otherwise autograd through :meth:`layers_of_views`.
+        :func:`~sslrec.graph.layer_sum.layer_sum_views` node in ``layout``: ``wide``, one
+        ``[N, V·d]`` sparse product per layer (the values and draws of
+        ``layers_of_views(fused=True)``); ``shared``, the views one after another with their
+        common first product taken once (the values and draws of separate :meth:`encode`
+        calls, two products fewer per extra view). Otherwise autograd through
+        :meth:`layers_of_views`, fused for ``wide``.
         """
-        if not self._linear(perturbs):
-            views = self.layers_of_views(perturbs, fused=True)
+        if self.num_layers == 0 or not self._linear(perturbs):
+            views = self.layers_of_views(perturbs, fused=layout == "wide")
             return [self.split(self.combine(v)) for v in views]
         adjs, adjs_t = self._training_graph(self.num_layers)
         return layer_sum_views(
@@ -270,6 +275,7 @@ class LightGCN(EmbeddingRecommender):
             list(self.host_weights),
             [_additive_noise(p) for p in perturbs],
             adjs_t,
+            layout,
         )
 
     def _linear(self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None]) -> bool:
