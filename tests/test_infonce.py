@@ -199,17 +199,19 @@ def test_invalid_options_raise():
         InfoNCEHead(0.2, "everything", "sum")((v1, v1), (v2, v2), anchors, anchors)
 
 
+@pytest.mark.parametrize("negatives", ["all", "in_batch"])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_fused_all_node_infonce_equals_the_block(reduction):
-    """The tiled logsumexp (default) and the [B, N] block agree in float64, values and both
-    views' gradients, with duplicate anchors (SGL's batches repeat users)."""
+def test_fused_infonce_equals_the_block(negatives, reduction):
+    """The tiled logsumexp (default) and the logits block agree in float64, values and both
+    views' gradients, with duplicate anchors (SGL's batches repeat users; in_batch drops the
+    repeats first)."""
     torch.manual_seed(0)
     v1 = torch.randn(37, 8, dtype=torch.float64, requires_grad=True)
     v2 = torch.randn(37, 8, dtype=torch.float64, requires_grad=True)
     anchors = torch.tensor([3, 3, 0, 36, 5, 3, 17])
     out = {}
     for fused in (True, False):
-        loss = info_nce(v1, v2, anchors, 0.2, "all", reduction, fused=fused)
+        loss = info_nce(v1, v2, anchors, 0.2, negatives, reduction, fused=fused)
         g1, g2 = torch.autograd.grad(loss, (v1, v2))
         out[fused] = (loss, g1, g2)
     for a, b in zip(out[True], out[False], strict=True):
@@ -247,3 +249,19 @@ def test_bf16_logits_stay_close_to_fp32(negatives):
     torch.testing.assert_close(low, exact, rtol=1e-2, atol=0)
     with pytest.raises(ValueError, match="precision"):
         InfoNCEHead(precision="fp16")
+
+
+def test_in_batch_on_the_cpu_takes_the_tiled_kernel_unless_unfused(monkeypatch):
+    """SimGCL/XSimGCL's in-batch term goes through the tiled logsumexp by default (about twice
+    as fast as the [B, B] block on the CPU); fused=False keeps the block."""
+    import sslrec.losses.infonce as mod
+
+    calls = []
+    tiled = mod.tiled_logsumexp
+    monkeypatch.setattr(mod, "tiled_logsumexp", lambda *a, **k: calls.append(1) or tiled(*a, **k))
+    v1, v2 = torch.randn(20, 4), torch.randn(20, 4)
+    ids = torch.tensor([1, 5, 5, 9])
+    info_nce(v1, v2, ids, 0.2, "in_batch", "mean")
+    assert calls == [1]
+    info_nce(v1, v2, ids, 0.2, "in_batch", "mean", fused=False)
+    assert calls == [1]
