@@ -46,6 +46,14 @@ def _scratch(like: torch.Tensor, turn: int) -> torch.Tensor | None:
     return bufs[turn % 2]
 
 
+def _add_scaled(acc: torch.Tensor | None, x: torch.Tensor, w: float) -> torch.Tensor:
+    """``acc + w·x`` in place, or a fresh ``w·x`` (never ``x`` itself) when ``acc`` is ``None``:
+    the running sums of the forward's layers and of the backward's Horner scheme."""
+    if acc is None:
+        return x * w if w != 1.0 else x.clone()
+    return acc.add_(x, alpha=w)
+
+
 class _LayerSum(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
@@ -66,7 +74,7 @@ class _LayerSum(torch.autograd.Function):
         x = torch.cat([x_users, x_items])
         if views > 1:  # the views side by side: one wide sparse product per layer
             x = x.repeat(1, views)
-        acc = x * weights[0] if weights[0] != 0 else None
+        acc = _add_scaled(None, x, weights[0]) if weights[0] != 0 else None
         tapped = {0: x}
         for k, adj in enumerate(adjs, start=1):
             # a layer that is tapped (returned) gets its own memory; the others a scratch buffer
@@ -76,7 +84,7 @@ class _LayerSum(torch.autograd.Function):
                     part = x[:, v * d : (v + 1) * d] if views > 1 else x
                     part.add_(noise(part))
             if weights[k] != 0:
-                acc = x * weights[k] if acc is None else acc.add_(x, alpha=weights[k])
+                acc = _add_scaled(acc, x, weights[k])
             if k in taps:
                 tapped[k] = x
         if acc is None:
@@ -109,10 +117,7 @@ class _LayerSum(torch.autograd.Function):
                 # y at layer 0 is returned; the others are scratch (never the input's buffer)
                 y = spmm(ctx.adjs_t[k], y, out=_scratch(y, k) if k > 0 else None)
             for w, g in seeds[k]:
-                if y is None:
-                    y = g * w if w != 1.0 else g.clone()
-                else:
-                    y.add_(g, alpha=w)
+                y = _add_scaled(y, g, w)
         if y is None:
             return (None,) * 7
         if views > 1:  # every view starts from the same E^(0): its gradient is their sum
@@ -149,14 +154,14 @@ class _SharedFirstLayer(torch.autograd.Function):
         outs: list[torch.Tensor] = []
         for noise in noises:  # view by view, as separate encoders draw
             x = first if noise is None else torch.add(first, noise(first), out=_scratch(first, 1))
-            acc = x0 * weights[0] if weights[0] != 0 else None
+            acc = _add_scaled(None, x0, weights[0]) if weights[0] != 0 else None
             for k in range(1, len(adjs) + 1):
                 if k > 1:
                     x = spmm(adjs[k - 1], x, out=_scratch(x, k))
                     if noise is not None:
                         x.add_(noise(x))
                 if weights[k] != 0:
-                    acc = x * weights[k] if acc is None else acc.add_(x, alpha=weights[k])
+                    acc = _add_scaled(acc, x, weights[k])
             if acc is None:
                 acc = torch.zeros_like(x0)
             outs += [acc[:n_users], acc[n_users:]]
@@ -177,14 +182,11 @@ class _SharedFirstLayer(torch.autograd.Function):
                     own = k == 1 and first is None
                     y = spmm(ctx.adjs_t[k], y, out=None if own else _scratch(y, k))
                 if weights[k] != 0:
-                    if y is None:
-                        y = g * weights[k] if weights[k] != 1.0 else g.clone()
-                    else:
-                        y.add_(g, alpha=weights[k])
+                    y = _add_scaled(y, g, weights[k])
             if y is not None:
                 first = y if first is None else first.add_(y)
             if weights[0] != 0:
-                zero = g * weights[0] if zero is None else zero.add_(g, alpha=weights[0])
+                zero = _add_scaled(zero, g, weights[0])
         y0 = None if first is None else spmm(ctx.adjs_t[0], first)
         if zero is not None:
             y0 = zero if y0 is None else y0.add_(zero)
