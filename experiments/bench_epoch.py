@@ -13,6 +13,10 @@ on a GPU that is the figure to quote. ``propagation`` is the floor every graph m
     python experiments/bench_epoch.py --dataset yelp2018 --device cuda --full-epoch
     python experiments/bench_epoch.py --threads 1 --rounds 3  # interleaved rounds, medians
     python experiments/bench_epoch.py --variants sgl-ed --profile 5  # where a step's time goes
+    python experiments/bench_epoch.py --threads 1 --paired --batches 30  # ratios robust to drift
+
+``--paired`` instead holds every variant in one process and takes one step of each in turn, so
+that each ratio is a median of ratios measured seconds apart (:func:`paired`).
 
 The table reports each variant's median step, its ratio to the LightGCN step and to the
 propagation, the epoch estimate, and peak memory (RSS; on CUDA also the allocator's peak).
@@ -60,34 +64,28 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 
-def child(args: argparse.Namespace) -> dict:
-    """Time one variant in this process."""
+def _build(args: argparse.Namespace, name: str, data, device: torch.device):
+    """``(step, redraw_s, sampler, model, cfg)`` of one variant: ``step(batch)`` takes one
+    optimisation step as the trainer does; ``redraw_s`` is its ``start_epoch`` time."""
     from hydra import compose, initialize_config_dir
 
     from sslrec.__main__ import config_dir
-    from sslrec.data import BPRSampler, DatasetSpec, load_dataset, split_validation
+    from sslrec.data import BPRSampler
     from sslrec.factory import build_model
     from sslrec.graph import symmetric_spmm
     from sslrec.losses import total
     from sslrec.train.trainer import TrainerConfig, make_optimizer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    name = args.child
     model_name, overrides = VARIANTS[name]
-    data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
-    data = split_validation(data, 0.1, seed=0)
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={model_name}", *overrides, *args.set])
     torch.manual_seed(0)
     model = build_model(cfg.model, data, device)
     opt = make_optimizer(model, TrainerConfig(lr=cfg.trainer.lr))
     sampler = BPRSampler(data.train, cfg.trainer.batch_size, cfg.trainer.sampling, seed=0)
-    out = {"variant": name, "batches_per_epoch": len(sampler)}
     if name == "propagation":  # the floor: K layers forward + backward, nothing else
 
-        def step(_batch) -> None:
+        def floor_step(_batch) -> None:
             x0 = torch.cat([model.user_embedding.weight, model.item_embedding.weight])
             x, acc = x0, x0
             for _ in range(model.num_layers):
@@ -95,19 +93,36 @@ def child(args: argparse.Namespace) -> dict:
                 acc = acc + x
             acc.sum().backward()
 
-        redraw = 0.0
-    else:
+        return floor_step, 0.0, sampler, model, cfg
 
-        def step(batch) -> None:
-            loss = total(model.loss(batch.to(device)))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    def step(batch) -> None:
+        loss = total(model.loss(batch.to(device)))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
-        t0 = time.perf_counter()
-        model.start_epoch()
-        _sync(device)
-        redraw = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.start_epoch()
+    _sync(device)
+    return step, time.perf_counter() - t0, sampler, model, cfg
+
+
+def _load(args: argparse.Namespace):
+    from sslrec.data import DatasetSpec, load_dataset, split_validation
+
+    data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
+    return split_validation(data, 0.1, seed=0)
+
+
+def child(args: argparse.Namespace) -> dict:
+    """Time one variant in this process."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    name = args.child
+    data = _load(args)
+    step, redraw, sampler, model, cfg = _build(args, name, data, device)
+    out = {"variant": name, "batches_per_epoch": len(sampler)}
     steps = []
     batches = iter(sampler.epoch())
     for k, batch in enumerate(batches):
@@ -156,6 +171,60 @@ def child(args: argparse.Namespace) -> dict:
     return out
 
 
+def paired(args: argparse.Namespace) -> None:
+    """Every variant in this one process, one step of each in turn, the order rotated each cycle.
+
+    A variant's ratio to LightGCN (or the propagation) is the median over cycles of its step
+    divided by the reference's step *of the same cycle*: a drift of the machine that lasts
+    longer than a cycle (a second or two) cancels in each ratio, where separate processes,
+    minutes apart, see it whole. Peak RSS is the process's, all variants together.
+    """
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    data = _load(args)
+    runs = {}
+    for name in args.variants:
+        step, _, sampler, _, _ = _build(args, name, data, device)
+        batches = iter(sampler.epoch())
+        step(next(batches))  # warm-up
+        runs[name] = (step, batches)
+    times: dict[str, list[float]] = {name: [] for name in args.variants}
+    names = list(args.variants)
+    for cycle in range(args.batches):
+        shift = cycle % len(names)
+        for name in names[shift:] + names[:shift]:
+            step, batches = runs[name]
+            batch = next(batches)
+            _sync(device)
+            t0 = time.perf_counter()
+            step(batch)
+            _sync(device)
+            times[name].append(time.perf_counter() - t0)
+    threads = args.threads or torch.get_num_threads()
+    print(
+        f"{args.dataset}, device {args.device}, {threads} threads, torch {torch.__version__}, "
+        f"{platform.machine()}; {args.batches} cycles of one step per variant in one process "
+        f"(peak RSS of all together: {_peak_rss_mb():.0f} MB)"
+    )
+    print("| variant | median s/step | × LightGCN (median of cycles, quartiles) | × propagation |")
+    print("|---|---:|---:|---:|")
+
+    def ratio(name: str, ref: str) -> str:
+        if ref not in times:
+            return "–"
+        r = sorted(a / b for a, b in zip(times[name], times[ref], strict=True))
+        q1, med, q3 = statistics.quantiles(r, n=4) if len(r) > 1 else (r[0], r[0], r[0])
+        return f"{med:.2f} ({q1:.2f}–{q3:.2f})"
+
+    for name in names:
+        print(
+            f"| {name} | {statistics.median(times[name]):.3f} | {ratio(name, 'lightgcn')} | "
+            f"{ratio(name, 'propagation')} |"
+        )
+    print(json.dumps({"paired_steps_s": times}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="gowalla")
@@ -179,8 +248,17 @@ def main() -> None:
         default=0,
         help="profile this many more steps of each variant (torch.profiler) and print the ops",
     )
+    ap.add_argument(
+        "--paired",
+        action="store_true",
+        help="all variants in one process, one step of each in turn (rotated); ratios are "
+        "medians of per-cycle ratios, robust to a drifting machine (--batches cycles)",
+    )
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.paired:
+        paired(args)
+        return
     if args.child:
         print(json.dumps(child(args)), flush=True)
         return
