@@ -102,15 +102,29 @@ def save_torch(
     _atomic(Path(path), lambda fh: torch.save(obj, fh), before_replace)
 
 
-def load_torch(path: str | Path) -> Any:
+def load_torch(path: str | Path, mmap: bool = False) -> Any:
     """A torch file of plain data, on the CPU, loaded with ``weights_only=True``: tensors,
     numbers, strings and lists/tuples/dicts of them, never an object whose unpickling runs
     code (a crafted ``checkpoint.pt`` could otherwise run any command).
+
+    Args:
+        path: the file.
+        mmap: map the tensors' bytes instead of reading them (copy-on-write: writing to a
+            tensor never changes the file): a tensor's pages are read when it is first used,
+            so a caller that reads the bookkeeping, or one part, of a checkpoint of several GB
+            (EASE's fitted matrix, an optimiser's state) reads little more than that. Files in
+            torch's legacy format, which cannot be mapped, are read whole.
 
     Raises:
         UnsafeFileError: the file names anything else (or is not a torch file at all).
     """
     try:
+        if mmap:
+            try:
+                return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:
+                if "mmap can only be used" not in str(exc):
+                    raise
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"WeightsUnpickler error: ([^\n]*)", str(exc))

@@ -102,7 +102,7 @@ def claim_run_dir(
     out: Path, trainer: TrainerConfig, fingerprint: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Check that this run may use ``out`` (its lock held); returns the checkpoint to resume
-    from, if any. Reads only.
+    from, if any, its tensors mapped from the file rather than read. Reads only.
 
     * fresh run: ``out`` must hold none of another run's outputs, unless ``overwrite``;
     * ``resume``: ``checkpoint.pt`` must be plain data with this run's fingerprint; without a
@@ -115,7 +115,9 @@ def claim_run_dir(
     present = run_outputs(out)
     if trainer.resume:
         if CHECKPOINT in present:
-            ckpt = read_checkpoint(out / CHECKPOINT)
+            # mapped, not read: a finished run's check (finished_results) needs only the
+            # bookkeeping, and EASE's fitted matrix alone can be several GB
+            ckpt = read_checkpoint(out / CHECKPOINT, mmap=True)
             check_same_run(ckpt.get("fingerprint"), fingerprint, out / CHECKPOINT)
             return ckpt
         if CONFIG in present:
@@ -201,6 +203,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
             log.info("%s: this run has finished (results.json); nothing to resume", out)
             print(format_table(done))
             return done
+        if checkpoint is not None:  # the run goes on from its checkpoint: held in memory
+            checkpoint = read_checkpoint(out / CHECKPOINT)
         threads = cfg.threads or launcher_threads()
         if threads:
             torch.set_num_threads(int(threads))

@@ -97,7 +97,7 @@ def load_scorer(run: SavedRun, data: Interactions, device: str | torch.device = 
 
     if getattr(get_class(run.config.model._target_), "closed_form", False):
         return _closed_form_scorer(run, data, device)
-    ckpt = load_torch(run.path / CHECKPOINT)
+    ckpt = load_torch(run.path / CHECKPOINT, mmap=True)  # the optimiser's state stays unread
     weights = (ckpt.get("state") or {}).get("best_model") or ckpt.get("model")
     if weights is None:
         raise RunNotUsable(f"{run.path / CHECKPOINT}: holds no model weights")
@@ -120,7 +120,7 @@ def _closed_form_scorer(run: SavedRun, data: Interactions, device: torch.device)
 
     model = build_model(run.config.model, data, device)
     path = run.path / CHECKPOINT
-    state = load_torch(path).get("model") if path.is_file() else None
+    state = load_torch(path, mmap=True).get("model") if path.is_file() else None
     if state:
         try:
             model.load_fitted(state)

@@ -241,9 +241,7 @@ def test_paper_protocol_reports_what_its_best_epoch_scored(
     test exactly what that epoch's record says (no state outside state_dict), and no warning."""
     out = tmp_path / "run"
     with caplog.at_level("WARNING"):
-        res = run(
-            compose_cfg(tiny_dataset_dir, f"model={model}", "trainer.protocol=paper"), out
-        )
+        res = run(compose_cfg(tiny_dataset_dir, f"model={model}", "trainer.protocol=paper"), out)
     best = next(r for r in records(out / "metrics.jsonl") if r["epoch"] == res["best_epoch"])
     assert res["test"] == best["metrics"]
     assert "restored best model" not in caplog.text
@@ -395,6 +393,80 @@ def test_resume_finishes_a_run_whose_results_are_not_its_last(
     assert run(compose_cfg(tiny_dataset_dir, "trainer.resume=true"), out)["status"] == "finished"
 
 
+def test_a_resume_maps_the_checkpoint_and_reads_it_only_to_train_on(
+    hydra_conf, tiny_dataset_dir, tmp_path, monkeypatch
+):
+    """Whether a run has finished is decided from a mapped checkpoint (EASE's fitted matrix
+    alone can be several GB); only a run that trains on reads it whole."""
+    import sslrec.run as run_module
+
+    reads = []
+    read_checkpoint = run_module.read_checkpoint
+
+    def recording(path, mmap=False):
+        reads.append(mmap)
+        return read_checkpoint(path, mmap=mmap)
+
+    monkeypatch.setattr(run_module, "read_checkpoint", recording)
+    out = tmp_path / "run"
+    first = run(compose_cfg(tiny_dataset_dir, "trainer.epochs=2"), out)
+    assert reads == []
+    assert run(compose_cfg(tiny_dataset_dir, "trainer.epochs=2", "trainer.resume=true"), out) == (
+        json.loads(json.dumps(first))
+    )
+    assert reads == [True]
+    more = run(compose_cfg(tiny_dataset_dir, "trainer.epochs=3", "trainer.resume=true"), out)
+    assert reads == [True, True, False] and more["epochs_run"] == 3
+
+
+_RSS_AFTER_LOAD = """
+import sys
+from sslrec.io import load_torch
+def rss_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+before = rss_mb()
+ckpt = load_torch(sys.argv[1], mmap=sys.argv[2] == "1")
+assert ckpt["state"]["epoch"] == 7
+print(rss_mb() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmRSS from /proc")
+def test_a_mapped_load_reads_no_tensor_that_is_not_used(tmp_path):
+    """``load_torch(mmap=True)`` of a checkpoint with 256 MiB of weights: reading its
+    bookkeeping costs no resident memory for them; the plain load reads them all."""
+    from sslrec.io import load_torch
+
+    path = tmp_path / "checkpoint.pt"
+    weights = torch.arange(64 << 20, dtype=torch.float32)
+    torch.save({"state": {"epoch": 7}, "model": {"w": weights}}, path)
+    grown = {}
+    for mmap in (True, False):
+        proc = subprocess.run(
+            [sys.executable, "-c", _RSS_AFTER_LOAD, str(path), str(int(mmap))],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        grown[mmap] = float(proc.stdout)
+    assert grown[True] < 32 and grown[False] > 200, grown
+    mapped = load_torch(path, mmap=True)["model"]["w"]
+    assert torch.equal(mapped, weights)
+    mapped.add_(1.0)  # copy-on-write: the file keeps its bytes
+    assert torch.equal(load_torch(path)["model"]["w"], weights)
+
+
+def test_a_mapped_load_reads_a_legacy_file_whole(tmp_path):
+    """torch's legacy (non-zip) format cannot be mapped: such a file is read as before."""
+    from sslrec.io import load_torch
+
+    path = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(3)}, path, _use_new_zipfile_serialization=False)
+    assert torch.equal(load_torch(path, mmap=True)["w"], torch.ones(3))
+
+
 def test_second_run_on_a_locked_directory_fails_naming_the_pid(
     hydra_conf, tiny_dataset_dir, tmp_path, monkeypatch
 ):
@@ -483,8 +555,9 @@ def test_malicious_checkpoint_is_refused_and_runs_nothing(hydra_conf, tiny_datas
 
     from sslrec.io import load_torch
 
-    with pytest.raises(Exception, match="not a plain-data torch file"):
-        load_torch(out / "checkpoint.pt")
+    for mmap in (False, True):
+        with pytest.raises(Exception, match="not a plain-data torch file"):
+            load_torch(out / "checkpoint.pt", mmap=mmap)
     assert not marker.exists()
 
 

@@ -512,7 +512,7 @@ def _run_weights(
     expected = f"expected the run directory of a finished model={model} run with {sizes}"
     if not path.is_file():
         raise FileNotFoundError(f"model.{option}={run_dir}: no {CHECKPOINT} there; {expected}")
-    ckpt = load_torch(path)
+    ckpt = load_torch(path, mmap=True)  # only the best weights are read
     weights = (ckpt.get("state") or {}).get("best_model") or ckpt.get("model")
     if not isinstance(weights, dict):
         raise ValueError(f"model.{option}={run_dir}: {path} holds no model weights; {expected}")

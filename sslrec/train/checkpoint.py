@@ -33,14 +33,16 @@ class CheckpointError(RunDirError):
     unreadable, or missing parts); it was not loaded and the directory was left as it was."""
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict[str, Any]:
     """Load a checkpoint without running code (``weights_only=True``) and check its layout.
+
+    ``mmap``: map its tensors instead of reading them (:func:`sslrec.io.load_torch`).
 
     Raises:
         CheckpointError: it is not plain data, not a torch file, or lacks a part.
     """
     try:
-        ckpt = load_torch(path)
+        ckpt = load_torch(path, mmap=mmap)
     except UnsafeFileError as exc:
         raise CheckpointError(
             f"trainer.resume=true refused: {exc}. Delete it to start over, or resume a "
