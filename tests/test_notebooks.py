@@ -25,11 +25,11 @@ def test_notebook_executes(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSLREC_NOTEBOOK_EPOCHS", "5")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute(
-        cwd=str(NOTEBOOKS)
-    )
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3").execute(cwd=str(NOTEBOOKS))
     text = "".join(
-        out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
         for out in cell.get("outputs", [])
     )
     for expected in EXPECTED[name]:

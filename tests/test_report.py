@@ -229,7 +229,12 @@ def test_jobs_in_numeric_order(tmp_path: Path) -> None:
         make_run(tmp_path / f"{num}-job", _config(models[num % 3], num), 0.2)
     report = build_report([tmp_path])
     assert [r.path.name for g in report.groups for r in g.runs] == [
-        "0-job", "9-job", "1-job", "10-job", "2-job", "11-job"
+        "0-job",
+        "9-job",
+        "1-job",
+        "10-job",
+        "2-job",
+        "11-job",
     ]
     assert [g.model for g in report.groups] == ["lightgcn", "simgcl", "mf"]
 
@@ -258,13 +263,8 @@ def test_cli_end_to_end(sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixtu
     md = (out / "report.md").read_text()
     assert "| configuration | seeds | recall@20 | ndcg@20 | p vs lightgcn |" in md
     assert "| lightgcn | 3 | 0.2100 ± 0.0100 | **0.1000 ± 0.0000** | baseline |" in md
-    assert (
-        "| simgcl noise ssl_weight=0.5 | 1 | **0.3000 ± –** | 0.0500 ± – | n/a / n/a |" in md
-    )
-    assert (
-        "| simgcl noise ssl_weight=0.1 | 3 | 0.2300 ± 0.0200 | 0.1000 ± 0.0000 | 0.0742"
-        in md
-    )
+    assert "| simgcl noise ssl_weight=0.5 | 1 | **0.3000 ± –** | 0.0500 ± – | n/a / n/a |" in md
+    assert "| simgcl noise ssl_weight=0.1 | 3 | 0.2300 ± 0.0200 | 0.1000 ± 0.0000 | 0.0742" in md
 
     rows = list(csv.DictReader((out / "report.csv").open()))
     assert [r["label"] for r in rows][0] == "lightgcn"

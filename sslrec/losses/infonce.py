@@ -59,9 +59,7 @@ def info_nce(
     a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
     p = F.normalize(F.embedding(anchors, view2), dim=-1)
     candidates = p if negatives == "in_batch" else F.normalize(view2, dim=-1)
-    a_lp, c_lp = (
-        (a, candidates) if precision == "fp32" else (a.bfloat16(), candidates.bfloat16())
-    )
+    a_lp, c_lp = (a, candidates) if precision == "fp32" else (a.bfloat16(), candidates.bfloat16())
     if fused:
         lse = tiled_logsumexp(a_lp, c_lp).to(a.dtype)
     else:
