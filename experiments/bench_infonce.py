@@ -9,6 +9,11 @@ term alone) is the floor: its gradient buffers for ``a`` and ``c`` are common to
 Prints a markdown table with the command.
 
     python experiments/bench_infonce.py --threads 1 --repeats 5 --tiles 0 64 256 1024 4096
+    python experiments/bench_infonce.py --threads 1 --rows 0 32 64 128  # the eager path
+
+``tiled:T`` recomputes the gradients tile by tile in the backward (``rows=0``); ``eager:R``
+computes them in the forward in blocks of ``R`` anchors (:func:`tiled_logsumexp`'s default on
+the CPU). ``experiments/bench_infonce_paths.py`` compares the two interleaved in one process.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from sslrec.losses.tiled import default_tile, tiled_logsumexp
+from sslrec.losses.tiled import default_rows, default_tile, tiled_logsumexp
 
 
 def _inputs(b: int, n: int, d: int, temperature: float, seed: int = 0):
@@ -50,11 +55,17 @@ def _step_fn(variant: str, a: torch.Tensor, c: torch.Tensor, pos: torch.Tensor):
         def lse() -> torch.Tensor:
             return torch.logsumexp(a @ c.t(), dim=1)
 
-    else:  # tiled:<tile>
+    elif variant.startswith("eager:"):  # the forward computes the gradients, in row blocks
+        rows = int(variant.split(":")[1]) or None  # 0: the kernel's default_rows
+
+        def lse() -> torch.Tensor:
+            return tiled_logsumexp(a, c, rows=rows)
+
+    else:  # tiled:<tile>, gradients recomputed tile by tile in the backward
         tile = int(variant.split(":")[1]) or None  # 0: the kernel's default_tile
 
         def lse() -> torch.Tensor:
-            return tiled_logsumexp(a, c, tile)
+            return tiled_logsumexp(a, c, tile, rows=0)
 
     def step() -> float:
         loss = (lse() - (a * c[pos]).sum(-1)).sum()
@@ -140,6 +151,14 @@ def main() -> None:
         default=[0, 256, 1024, 4096],
         help="column tiles to time; 0 is the kernel's default for --threads",
     )
+    ap.add_argument(
+        "--rows",
+        type=int,
+        nargs="*",
+        default=[0],
+        help="row blocks of the eager path (the forward computes the gradients) to time; 0 is "
+        "the kernel's default_rows",
+    )
     ap.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--variant", default="naive", help=argparse.SUPPRESS)
@@ -150,6 +169,7 @@ def main() -> None:
 
     variants = ["positive_only"] + ([] if args.no_naive else ["naive"])
     variants += [f"tiled:{tile}" for tile in args.tiles]
+    variants += [f"eager:{rows}" for rows in args.rows]
     results = {}
     for v in variants:
         results[v] = _run_variant(args, v)
@@ -164,12 +184,14 @@ def main() -> None:
     )
     # CPU seconds (process time, all threads) are less sensitive than wall time to other
     # processes sharing the cores; compare ratios within one run.
-    print("| variant | wall s | tiled / naive | CPU s | tiled / naive | extra peak MiB | loss |")
+    print("| variant | wall s | / naive | CPU s | / naive | extra peak MiB | loss |")
     print("|---|---|---|---|---|---|---|")
     torch.set_num_threads(args.threads)  # default_tile depends on it
     default = default_tile(args.B, torch.float32)
+    rows = default_rows(args.N, torch.float32)
     for v, r in results.items():
-        name = f"tiled:default ({default})" if v == "tiled:0" else v
+        name = {"tiled:0": f"tiled:default ({default})", "eager:0": f"eager:default ({rows})"}
+        name = name.get(v, v)
         wall = f"{r['median_s'] / base['median_s']:.3f}" if base else "–"
         cpu = f"{r['cpu_s'] / base['cpu_s']:.3f}" if base else "–"
         if v == "positive_only":

@@ -2,67 +2,78 @@
 logits block, interleaved batch by batch in one process.
 
     python experiments/bench_ssl_head.py --model xsimgcl --threads T [--batches 12]
+    python experiments/bench_ssl_head.py --model sgl --threads T --recompute
 
-Both heads see the same batches and the same model; only the logsumexp's path differs
-(``tests/test_infonce.py`` checks they agree). Prints the medians after two warm-up batches.
+All heads see the same batches and the same model; only the logsumexp's path differs
+(``tests/test_infonce.py`` and ``tests/test_tiled_infonce.py`` check they agree). With
+``--recompute`` the tiled head is also timed with its gradients recomputed in the backward
+(``tiled_logsumexp(rows=0)``, the path before the eager forward; patched into
+``sslrec.losses.infonce`` for those batches only). Prints the medians after two warm-up batches.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import platform
 import statistics
 import time
 
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
+from sslrec.__main__ import config_dir
 from sslrec.data import DatasetSpec, load_dataset
 from sslrec.data.sampling import BPRSampler
 from sslrec.factory import build_model
-from sslrec.losses import total
+from sslrec.losses import infonce, total
 
-TARGETS = {
-    "xsimgcl": "sslrec.models.xsimgcl.XSimGCL",
-    "simgcl": "sslrec.models.simgcl.SimGCL",
-    "sgl": "sslrec.models.sgl.SGL",
-}
+# model -> Hydra overrides (SGL: edge dropout, as bench_epoch.py's sgl-ed)
+MODELS = {"xsimgcl": [], "simgcl": [], "sgl": ["augmenter=ed"]}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=sorted(TARGETS), default="xsimgcl")
+    ap.add_argument("--model", choices=sorted(MODELS), default="xsimgcl")
     ap.add_argument("--dataset", default="gowalla")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--recompute", action="store_true", help="also time rows=0 (see above)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(DatasetSpec(name=args.dataset, path=f"{args.data_root}/{args.dataset}"))
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={args.model}", *MODELS[args.model]])
     torch.manual_seed(0)
-    cfg = OmegaConf.create({"_target_": TARGETS[args.model]})
-    model = build_model(cfg, data, torch.device("cpu"))
+    model = build_model(cfg.model, data, torch.device("cpu"))
     model.start_epoch()  # SGL draws its views here
     sampler = BPRSampler(data.train, 2048, seed=0)
     batches = [b for _, b in zip(range(args.batches + 2), sampler.epoch(), strict=False)]
     heads = {"block": dataclasses.replace(model.head, fused=False), "tiled": model.head}
+    if args.recompute:
+        heads["tiled, rows=0"] = model.head
+    lse = infonce.tiled_logsumexp
     times: dict[str, list[float]] = {name: [] for name in heads}
     for r, batch in enumerate(batches):
         for name, head in heads.items():
             model.head = head
+            infonce.tiled_logsumexp = functools.partial(lse, rows=0) if "rows=0" in name else lse
             t0 = time.perf_counter()
             total(model.loss(batch)).backward()
             model.zero_grad(set_to_none=True)
             if r >= 2:  # warm-up: buffers, caches
                 times[name].append(time.perf_counter() - t0)
-    block, tiled = (statistics.median(times[k]) for k in ("block", "tiled"))
+    infonce.tiled_logsumexp = lse
+    block = statistics.median(times["block"])
     print(
         f"{args.model} on {args.dataset}, {args.threads} threads, {args.batches} batches "
         f"interleaved, torch {torch.__version__}, {platform.machine()}; loss + backward, median s"
     )
     print("| head | s | × block |\n|---|---:|---:|")
-    print(f"| block | {block:.4f} | 1.00 |\n| tiled | {tiled:.4f} | {tiled / block:.2f} |")
+    for name, ts in times.items():
+        print(f"| {name} | {statistics.median(ts):.4f} | {statistics.median(ts) / block:.2f} |")
 
 
 if __name__ == "__main__":

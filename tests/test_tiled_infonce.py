@@ -45,8 +45,12 @@ def _naive(a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(a @ c.t(), dim=1)
 
 
+@pytest.mark.parametrize("eager", [True, False])
 @pytest.mark.parametrize("b,n,d,tile", SHAPES)
-def test_values_and_gradients_match_naive(b, n, d, tile):
+def test_values_and_gradients_match_naive(monkeypatch, b, n, d, tile, eager):
+    """Both CPU paths: gradients from the forward (eager) and recomputed tile by tile."""
+    if not eager:
+        monkeypatch.setattr(tiled, "_eager_ok", lambda a, c: False)
     a, c = _data(b, n, d, seed=b * 100 + n)
     upstream = torch.randn(b, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     got = _grads(lambda x, y: tiled_logsumexp(x, y, tile), a, c, upstream)
@@ -82,8 +86,11 @@ def test_infonce_loss_with_duplicate_anchors(reduction, tile):
     assert results[0][2].abs().sum(1).min() > 0
 
 
+@pytest.mark.parametrize("eager", [True, False])
 @pytest.mark.parametrize("tile", [1, 3, 7, 100])
-def test_gradcheck(tile):
+def test_gradcheck(monkeypatch, tile, eager):
+    if not eager:
+        monkeypatch.setattr(tiled, "_eager_ok", lambda a, c: False)
     a, c = _data(4, 7, 3, seed=5)
     assert torch.autograd.gradcheck(
         lambda x, y: tiled_logsumexp(x, y, tile),
@@ -275,3 +282,132 @@ def test_cuda_matches_naive(dtype):
     for x, y in zip(got, ref, strict=True):
         assert x.device.type == "cuda"
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4)
+
+
+# -- the eager path: the forward computes the gradients (CPU, fp32/fp64, inputs needing them) --
+
+
+def _spy_eager(monkeypatch) -> list[int]:
+    """Count the forwards that took the eager path."""
+    calls = []
+    eager = tiled._eager_lse2_and_grads
+
+    def spy(*args):
+        calls.append(1)
+        return eager(*args)
+
+    monkeypatch.setattr(tiled, "_eager_lse2_and_grads", spy)
+    return calls
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 100])
+@pytest.mark.parametrize("upstream_kind", ["ones", "scaled", "random"])
+def test_eager_path_matches_naive(monkeypatch, rows, upstream_kind):
+    """Row blocks that divide B, that do not, one row, one block; a summed loss (ones), an
+    averaged and weighted one (a uniform 0.37), and any other upstream gradient (∂/∂c then
+    recomputed by the tiled backward)."""
+    calls = _spy_eager(monkeypatch)
+    a, c = _data(7, 23, 5, seed=rows)
+    upstream = {
+        "ones": torch.ones(7, dtype=torch.float64),
+        "scaled": torch.full((7,), 0.37, dtype=torch.float64),
+        "random": torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(2)),
+    }[upstream_kind]
+    got = _grads(lambda x, y: tiled_logsumexp(x, y, 4, rows=rows), a, c, upstream)
+    ref = _grads(_naive, a, c, upstream)
+    assert calls == [1]
+    for x, y in zip(got, ref, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("eager", [True, False])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_both_paths_on_an_sgl_loss_in_float32(monkeypatch, eager, reduction):
+    """SGL's loss shape in fp32 (normalised rows, τ = 0.2, duplicate anchors) on both paths,
+    against float64 autograd: the eager path is taken exactly when it should be."""
+    calls = _spy_eager(monkeypatch)
+    if not eager:
+        monkeypatch.setattr(tiled, "_eager_ok", lambda a, c: False)
+    g = torch.Generator().manual_seed(21)
+    base = torch.nn.functional.normalize(torch.randn(40, 16, generator=g), dim=1)
+    c = torch.nn.functional.normalize(torch.randn(300, 16, generator=g), dim=1)
+    ids = torch.randint(0, 40, (64,), generator=g)
+    ids[1] = ids[0]
+
+    def loss(fn, base, c):
+        a = base[ids] / 0.2
+        terms = fn(a, c) - (a * c[ids]).sum(-1)
+        return terms.sum() if reduction == "sum" else terms.mean()
+
+    results = []
+    for fn, dtype in (
+        (lambda x, y: tiled_logsumexp(x, y, 32, rows=10), torch.float32),
+        (_naive, torch.float64),
+    ):
+        b_ = base.to(dtype).clone().requires_grad_()
+        c_ = c.to(dtype).clone().requires_grad_()
+        value = loss(fn, b_, c_)
+        value.backward()
+        results.append((value.detach().double(), b_.grad.double(), c_.grad.double()))
+    assert calls == ([1] if eager else [])
+    for x, y in zip(*results, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6 * y.abs().max().item())
+
+
+def test_eager_path_redoes_a_block_whose_bound_is_too_loose():
+    """The rows of test_loose_bound_rows_fall_back_to_exact, with gradients: rows 2 and 4 would
+    underflow to a zero sum under the Cauchy–Schwarz shift; their blocks take exact maxima."""
+    a, c = _data(6, 40, 4, seed=7, dtype=torch.float32)
+    c = c / c.norm(dim=1, keepdim=True)
+    a = a / a.norm(dim=1, keepdim=True) * 1e3
+    a[0] = c[-1] * 1e3
+    a[1] = c[3] * 0.5
+    upstream = torch.ones(6)
+    for rows in (1, 2, 6):
+        got = _grads(lambda x, y, r=rows: tiled_logsumexp(x, y, 16, rows=r), a, c, upstream)
+        ref = _grads(_naive, a.double(), c.double(), upstream.double())
+        for x, y in zip(got, ref, strict=True):
+            assert torch.isfinite(x).all()
+            torch.testing.assert_close(x.double(), y, rtol=2e-4, atol=2e-4 * y.abs().max())
+
+
+def test_eager_path_leaves_infinite_logits_to_the_tiled_path(monkeypatch):
+    """Inputs whose bound is not finite: the eager forward declines, the values are torch's."""
+    calls = _spy_eager(monkeypatch)
+    big = 1e200
+    a = torch.tensor([[big, 0.0], [0.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    c = torch.tensor([[-big, 0.0], [big, 1.0], [0.0, 2.0]], dtype=torch.float64)
+    got = tiled_logsumexp(a, c, 2)
+    assert calls == [1] and got[0] == float("inf")
+    torch.testing.assert_close(got.detach(), _naive(a.detach(), c))
+
+
+@pytest.mark.parametrize("b,rows", [(1, 1), (4, 1), (4, 3)])
+def test_eager_gradcheck(b, rows):
+    """gradcheck's one-hot upstream gradients are not uniform for B > 1 (∂/∂c recomputed), and
+    trivially uniform for B = 1 (∂/∂c from the forward)."""
+    a, c = _data(b, 7, 3, seed=17)
+    assert torch.autograd.gradcheck(
+        lambda x, y: tiled_logsumexp(x, y, 2, rows=rows),
+        (a.requires_grad_(), c.requires_grad_()),
+    )
+
+
+def test_rows_zero_turns_the_eager_path_off(monkeypatch):
+    calls = _spy_eager(monkeypatch)
+    a, c = _data(4, 9, 3, seed=19)
+    got = _grads(lambda x, y: tiled_logsumexp(x, y, 4, rows=0), a, c, torch.ones(4, dtype=a.dtype))
+    ref = _grads(_naive, a, c, torch.ones(4, dtype=a.dtype))
+    assert calls == []
+    for x, y in zip(got, ref, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_default_rows(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert tiled.default_rows(40981, torch.float32) == 51
+    assert tiled.default_rows(10**7, torch.float32) == 32  # floor
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert tiled.default_rows(40981, torch.float32) == 204
+    with pytest.raises(ValueError):
+        tiled_logsumexp(*_data(3, 4, 2), rows=-1)
