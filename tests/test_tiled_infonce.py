@@ -403,6 +403,19 @@ def test_rows_zero_turns_the_eager_path_off(monkeypatch):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
 
 
+def test_no_grad_mode_never_computes_gradients(monkeypatch):
+    """Inputs that require gradients, evaluated under no_grad / inference_mode (an evaluation
+    loop): the forward must not compute gradients nobody will read."""
+    calls = _spy_eager(monkeypatch)
+    a, c = _data(4, 9, 3, seed=23)
+    a.requires_grad_()
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            got = tiled_logsumexp(a, c, 4)
+        torch.testing.assert_close(got, _naive(a.detach(), c))
+    assert calls == []
+
+
 def test_default_rows(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert tiled.default_rows(40981, torch.float32) == 51

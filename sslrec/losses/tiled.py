@@ -354,4 +354,6 @@ def tiled_logsumexp(
     rows = default_rows(c.shape[0], dtype) if rows is None else int(rows)
     if tile < 1 or rows < 0:
         raise ValueError(f"tile must be positive and rows not negative, got {tile} and {rows}")
+    if not torch.is_grad_enabled():  # no backward will come: computing gradients is waste
+        rows = 0
     return _TiledLogSumExp.apply(a.to(dtype).contiguous(), c.to(dtype).contiguous(), tile, rows)
