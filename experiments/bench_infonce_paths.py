@@ -7,6 +7,13 @@ backward of ``Σ lse``. Each repeat times every variant once, in an order rotate
 each variant's time is reported as the median of its per-repeat ratio to the recomputing path.
 
     python experiments/bench_infonce_paths.py --threads 1 --rows 0 32 64 128 256
+    python experiments/bench_infonce_paths.py --threads 1 --weighted
+
+``--weighted`` takes a loss over each distinct anchor once, weighted by its count (LightGCL's, and
+SGL's since 2026-12-07): the anchors are the distinct ids of ``B`` draws from ``B`` ids (~63%
+distinct), the loss ``Σ w_i lse_i`` with ``w`` their counts. It times the recomputing path, the
+eager path told the weights (``tiled_logsumexp(weights=w)``: the backward scales), and the eager
+path not told them (its forward's ``∂/∂c`` is then discarded and recomputed).
 """
 
 from __future__ import annotations
@@ -30,28 +37,40 @@ def main() -> None:
     ap.add_argument("--N", type=int, nargs="+", default=[29858, 40981])
     ap.add_argument("--d", type=int, default=64)
     ap.add_argument("--rows", type=int, nargs="+", default=[0], help="0: default_rows")
+    ap.add_argument("--weighted", action="store_true", help="a count-weighted loss (see above)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
     sides = []
     for n in args.N:
-        a = F.normalize(torch.randn(args.B, args.d, generator=g), dim=-1) / 0.2
+        b = args.B
+        w = None
+        if args.weighted:
+            _, counts = torch.unique(torch.randint(0, b, (b,), generator=g), return_counts=True)
+            w, b = counts.float(), counts.numel()
+        a = F.normalize(torch.randn(b, args.d, generator=g), dim=-1) / 0.2
         c = F.normalize(torch.randn(n, args.d, generator=g), dim=-1)
-        sides.append((a.requires_grad_(), c.requires_grad_()))
+        sides.append((a.requires_grad_(), c.requires_grad_(), w))
 
-    def step(rows: int | None) -> None:
-        for a, c in sides:
-            tiled_logsumexp(a, c, rows=rows).sum().backward()
+    def step(variant: tuple[int | None, bool]) -> None:
+        rows, told = variant
+        for a, c, w in sides:
+            lse = tiled_logsumexp(a, c, rows=rows, weights=w if told else None)
+            (lse.sum() if w is None else (lse * w).sum()).backward()
             a.grad = c.grad = None
 
-    variants = {"recompute (rows=0)": 0}
+    variants: dict[str, tuple[int | None, bool]] = {"recompute (rows=0)": (0, True)}
     for r in args.rows:
         name = (
             f"eager, default rows ({default_rows(max(args.N), torch.float32)})"
             if r == 0
             else f"eager, rows={r}"
         )
-        variants[name] = r or None
+        if args.weighted:
+            variants[name + ", weights given"] = (r or None, True)
+            variants[name + ", weights not given"] = (r or None, False)
+        else:
+            variants[name] = (r or None, True)
     for rows in variants.values():
         step(rows)  # warm-up
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -62,8 +81,11 @@ def main() -> None:
             step(variants[name])
             times[name].append(time.perf_counter() - t0)
     base = times[names[0]]
+    rows_seen = [a.shape[0] for a, _, _ in sides]
+    kind = f"distinct {rows_seen}, count-weighted" if args.weighted else "anchors"
     print(
-        f"B={args.B}, N={args.N}, d={args.d}, fp32, {args.threads} threads, torch "
+        f"B={args.B} ({kind}), "
+        f"N={args.N}, d={args.d}, fp32, {args.threads} threads, torch "
         f"{torch.__version__}, {platform.machine()}; {args.repeats} interleaved repeats"
     )
     print("| variant | median s (both sides) | / recompute (median of ratios, quartiles) |")

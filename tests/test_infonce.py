@@ -265,3 +265,33 @@ def test_in_batch_on_the_cpu_takes_the_tiled_kernel_unless_unfused(monkeypatch):
     assert calls == [1]
     info_nce(v1, v2, ids, 0.2, "in_batch", "mean", fused=False)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_all_negatives_take_each_distinct_anchor_once(monkeypatch, reduction):
+    """With ``all`` on the CPU the kernel sees each distinct anchor once, weighted by its
+    count, and its backward scales the forward's gradients (no recomputation); values and
+    gradients equal the block's, which keeps the repeated rows."""
+    import sslrec.losses.infonce as mod
+    from sslrec.losses import tiled
+
+    seen, recomputed = [], []
+    real, real_grads = mod.tiled_logsumexp, tiled._recomputed_grads
+    monkeypatch.setattr(
+        mod, "tiled_logsumexp", lambda a, c, **k: seen.append(a.shape[0]) or real(a, c, **k)
+    )
+    monkeypatch.setattr(
+        tiled, "_recomputed_grads", lambda *a: recomputed.append(1) or real_grads(*a)
+    )
+    g = torch.Generator().manual_seed(4)
+    v1 = torch.randn(40, 8, generator=g).requires_grad_()
+    v2 = torch.randn(40, 8, generator=g).requires_grad_()
+    anchors = torch.randint(0, 40, (64,), generator=g)
+    out = {}
+    for fused in (True, False):
+        loss = info_nce(v1, v2, anchors, 0.2, "all", reduction, fused=fused)
+        out[fused] = (loss, *torch.autograd.grad(loss, (v1, v2)))
+    assert seen == [torch.unique(anchors).numel()] and seen[0] < 64
+    assert recomputed == []
+    for a, b in zip(out[True], out[False], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

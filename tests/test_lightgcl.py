@@ -271,15 +271,31 @@ def test_code_cl_never_builds_the_anchor_by_node_block(graph, monkeypatch):
     calls = []
     real = module.tiled_logsumexp
 
-    def spy(a, c, tile=None):
-        calls.append((tuple(a.shape), tuple(c.shape)))
-        return real(a, c, tile)
+    def spy(a, c, tile=None, weights=None):
+        calls.append((tuple(a.shape), tuple(c.shape), float(weights.sum())))
+        return real(a, c, tile, weights=weights)
 
     monkeypatch.setattr(module, "tiled_logsumexp", spy)
     model = _model(graph)
     model.loss(Batch(USERS, POS, NEG))
     n_users, n_items = len(set(USERS.tolist())), len(set(torch.cat([POS, NEG]).tolist()))
-    assert calls == [((n_users, D), (NU, D)), ((n_items, D), (NI, D))]
+    # the weights (count / B) sum to 1: the kernel knows the mean it will be differentiated in
+    assert [c[:2] for c in calls] == [((n_users, D), (NU, D)), ((n_items, D), (NI, D))]
+    assert [c[2] for c in calls] == pytest.approx([1.0, 1.0])
+
+
+def test_code_cl_backward_scales_the_forwards_gradients(graph, monkeypatch):
+    """On the CPU the all-node term's ∂/∂e comes from the kernel's forward, weighted by the
+    anchors' counts, and is only scaled in the backward: never recomputed."""
+    from sslrec.losses import tiled
+
+    recomputed = []
+    real = tiled._recomputed_grads
+    monkeypatch.setattr(tiled, "_recomputed_grads", lambda *a: recomputed.append(1) or real(*a))
+    model = _model(graph)
+    terms = model.loss(Batch(USERS, POS, NEG))
+    total(terms).backward()
+    assert recomputed == []
 
 
 def test_svd_view_is_the_seeded_low_rank_reconstruction():

@@ -424,3 +424,85 @@ def test_default_rows(monkeypatch):
     assert tiled.default_rows(40981, torch.float32) == 204
     with pytest.raises(ValueError):
         tiled_logsumexp(*_data(3, 4, 2), rows=-1)
+
+
+# -- row weights: each distinct anchor once, weighted by its count --
+
+
+def _spy_recompute(monkeypatch) -> list[int]:
+    """Count the backwards that recomputed the gradients tile by tile."""
+    calls = []
+    real = tiled._recomputed_grads
+    monkeypatch.setattr(tiled, "_recomputed_grads", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+@pytest.mark.parametrize("rows", [1, 3, 100])
+@pytest.mark.parametrize("upstream_kind", ["weights", "scaled", "random"])
+def test_weighted_eager_path_matches_naive(monkeypatch, rows, upstream_kind):
+    """An upstream gradient proportional to the weights (a weighted sum: ``weights``; a weighted
+    mean: ``scaled``) is scaled from the forward's ∂/∂c; any other is recomputed. Both exact."""
+    eager, recomputed = _spy_eager(monkeypatch), _spy_recompute(monkeypatch)
+    a, c = _data(7, 23, 5, seed=rows + 40)
+    w = torch.tensor([1.0, 3.0, 2.0, 1.0, 5.0, 1.0, 2.0], dtype=torch.float64)
+    upstream = {
+        "weights": w,
+        "scaled": w * (1 / 15),
+        "random": torch.randn(7, dtype=torch.float64, generator=torch.Generator().manual_seed(3)),
+    }[upstream_kind]
+    got = _grads(lambda x, y: tiled_logsumexp(x, y, 4, rows=rows, weights=w), a, c, upstream)
+    ref = _grads(_naive, a, c, upstream)
+    assert eager == [1]
+    assert recomputed == ([1] if upstream_kind == "random" else [])
+    for x, y in zip(got, ref, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+
+
+def test_weights_equal_repeated_rows_in_float32(monkeypatch):
+    """SGL's summed loss in fp32 with repeated anchors, and the same with each distinct anchor
+    once and its count as weight: same value and gradients, no recomputation."""
+    recomputed = _spy_recompute(monkeypatch)
+    g = torch.Generator().manual_seed(8)
+    base = torch.nn.functional.normalize(torch.randn(30, 16, generator=g), dim=1) / 0.2
+    c = torch.nn.functional.normalize(torch.randn(200, 16, generator=g), dim=1)
+    ids = torch.randint(0, 30, (80,), generator=g)
+    uniq, counts = torch.unique(ids, return_counts=True)
+    assert counts.max() > 1
+    out = []
+    for rows_of, w in ((ids, None), (uniq, counts.float())):
+        b_ = base.clone().requires_grad_()
+        c_ = c.clone().requires_grad_()
+        lse = tiled_logsumexp(b_[rows_of], c_, 32, rows=9, weights=w)
+        value = lse.sum() if w is None else (lse * w).sum()
+        value.backward()
+        out.append((value.detach(), b_.grad, c_.grad))
+    assert recomputed == []
+    for x, y in zip(*out, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5 * y.abs().max().item())
+
+
+def test_weights_leave_values_and_other_paths_alone(monkeypatch):
+    """Weights change no value, and the paths that never use them (rows=0, no gradient) are
+    exact with them given."""
+    a, c = _data(5, 11, 3, seed=29)
+    w = torch.tensor([2.0, 1.0, 1.0, 4.0, 1.0], dtype=torch.float64)
+    for rows in (0, 2):
+        got = _grads(lambda x, y, r=rows: tiled_logsumexp(x, y, 4, rows=r, weights=w), a, c, w)
+        ref = _grads(_naive, a, c, w)
+        for x, y in zip(got, ref, strict=True):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(tiled_logsumexp(a, c, weights=w), _naive(a, c))
+    with pytest.raises(ValueError, match="weights must be"):
+        tiled_logsumexp(a, c, weights=torch.ones(4))
+
+
+def test_common_scale():
+    scale = tiled._common_scale
+    w = torch.tensor([1.0, 3.0, 2.0])
+    assert scale(torch.full((3,), 0.5), None) == 0.5
+    assert scale(torch.tensor([0.5, 0.5, 0.25]), None) is None
+    assert scale(w * 0.1, w) == pytest.approx(0.1, rel=1e-6)
+    assert scale(torch.tensor([0.1, 0.3, 0.21]), w) is None  # 5% off in one row
+    assert scale(torch.zeros(3), w) == 0
+    assert scale(torch.zeros(3), torch.zeros(3)) is None

@@ -26,8 +26,9 @@ def info_nce(
         view1, view2: ``[N, d]`` the two views of all ``N`` nodes of one kind (users or items).
         anchors: ``[B]`` int64 node ids in the batch.
         temperature: ``τ``.
-        negatives: ``all``: anchors are the batch ids as given (duplicates included) and ``N`` is
-            every node of ``view2`` (official SGL). ``in_batch``: anchors are the unique batch
+        negatives: ``all``: anchors are the batch ids as given (duplicates included: the fused
+            CPU path takes each distinct id once, weighted by its count) and ``N`` is every node
+            of ``view2`` (official SGL). ``in_batch``: anchors are the unique batch
             ids and ``N`` is those same ids in ``view2`` (official SimGCL/XSimGCL).
         reduction: ``sum`` (SGL) or ``mean`` (SimGCL/XSimGCL) over anchors.
         fused: the tiled logsumexp (:func:`tiled_logsumexp`: the ``[B, N]`` logits are never
@@ -53,19 +54,30 @@ def info_nce(
     if negatives == "in_batch" and anchors.device.type != "cpu":
         # torch.unique's output size is data-dependent: on an accelerator it syncs the host
         return _in_batch_masked(view1, view2, anchors, temperature, reduction, precision)
+    n_anchors = anchors.shape[0]
+    counts = None
     if negatives == "in_batch":
         anchors = torch.unique(anchors)
+    elif fused and anchors.device.type == "cpu":
+        # Each distinct anchor once, weighted by its count: the same loss and gradients with
+        # ~8% fewer B·N·d GEMMs on gowalla's batches (lastfm's repeat ~40% of their ids). Not on
+        # accelerators, where torch.unique's data-dependent size would sync with the host.
+        anchors, counts = torch.unique(anchors, return_counts=True)
     # 1/τ is folded into the [B, d] anchors rather than applied to the [B, N] logits block.
     a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
     p = F.normalize(F.embedding(anchors, view2), dim=-1)
     candidates = p if negatives == "in_batch" else F.normalize(view2, dim=-1)
     a_lp, c_lp = (a, candidates) if precision == "fp32" else (a.bfloat16(), candidates.bfloat16())
+    weights = None if counts is None else counts.to(a.dtype)
     if fused:
-        lse = tiled_logsumexp(a_lp, c_lp).to(a.dtype)
+        lse = tiled_logsumexp(a_lp, c_lp, weights=weights).to(a.dtype)
     else:
         lse = torch.logsumexp((a_lp @ c_lp.t()).to(a.dtype), dim=1)
     loss = lse - (a * p).sum(-1)
-    return loss.sum() if reduction == "sum" else loss.mean()
+    if weights is None:
+        return loss.sum() if reduction == "sum" else loss.mean()
+    total = (loss * weights).sum()
+    return total if reduction == "sum" else total / n_anchors
 
 
 def first_occurrence(ids: torch.Tensor) -> torch.Tensor:

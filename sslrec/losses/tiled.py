@@ -11,9 +11,11 @@ all on cached tiles, with every shift folded into the GEMMs.
 
 Training on the CPU in fp32/fp64 takes a shorter road (:func:`_eager_lse2_and_grads`): the
 forward walks blocks of *rows*, each against all ``N`` candidates, and computes the gradients
-for a uniform upstream gradient (a summed or averaged loss) while each block's exponentials are
-at hand: three GEMMs and one exponential per logit instead of four and two. The backward then
-only scales them; another upstream gradient falls back to the recomputing backward.
+for a uniform upstream gradient (a summed or averaged loss; or one proportional to row weights
+the caller gives, for a loss over each distinct anchor once weighted by its count) while each
+block's exponentials are at hand: three GEMMs and one exponential per logit instead of four and
+two. The backward then only scales them; another upstream gradient falls back to the recomputing
+backward.
 """
 
 from __future__ import annotations
@@ -189,11 +191,17 @@ def _eager_ok(a: torch.Tensor, c: torch.Tensor) -> bool:
 
 
 def _eager_lse2_and_grads(
-    a: torch.Tensor, c_aug: torch.Tensor, rows: int, need_a: bool, need_c: bool
+    a: torch.Tensor,
+    c_aug: torch.Tensor,
+    rows: int,
+    need_a: bool,
+    need_c: bool,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None:
-    """``log2 Σ_j exp(a_i · c_j)`` ([B], acc dtype) and, for an upstream gradient of 1 per row,
-    ``∂/∂a`` ([B, d]) and ``∂/∂c`` ([N, d]), in blocks of ``rows`` anchors against all ``N``
-    candidates; ``None`` if the inputs are not finite (the caller takes the tiled path).
+    """``log2 Σ_j exp(a_i · c_j)`` ([B], acc dtype), ``∂/∂a`` ([B, d]) for an upstream gradient
+    of 1 per row, and ``∂/∂c`` ([N, d]) for an upstream gradient of ``weights`` ([B]; ``None``:
+    1 per row), in blocks of ``rows`` anchors against all ``N`` candidates; ``None`` if the
+    inputs are not finite (the caller takes the tiled path).
 
     Per block ``P = exp2([a2, −s] · [c, 1]ᵀ)`` with the Cauchy–Schwarz shift ``s`` of
     :func:`_bounded_lse2` (one GEMM, one exp2); ``P · [c, 1]`` gives the softmax numerators of
@@ -235,21 +243,50 @@ def _eager_lse2_and_grads(
         if grad_a is not None:
             torch.mul(block[:, :-1], inv, out=grad_a[r0:r1])
         if grad_c is not None:
-            grad_c.addmm_(p.t(), a[r0:r1] * inv)
+            scale = inv if weights is None else inv * weights[r0:r1, None]
+            grad_c.addmm_(p.t(), a[r0:r1] * scale)
     return lse2, grad_a, grad_c
+
+
+def _common_scale(grad: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor | None:
+    """The scalar ``g`` with ``grad = g · weights`` (``[B]`` each; ``None`` weights: all 1), or
+    ``None`` if there is none: ``∂/∂c`` of the eager path then scales by ``g``.
+
+    Without weights ``grad`` must be uniform, exactly. With weights, ``grad`` comes from a
+    weighted sum (``Σ_i w_i lse_i · g``) through float multiplications, so it is accepted within
+    8 machine epsilons of ``g · w_i`` row by row, ``g`` read at the largest ``|w_i|``: ``∂/∂c``
+    then differs from the exact one by at most that much, below the GEMMs' own rounding.
+    """
+    if weights is None:
+        return grad[0] if bool((grad == grad[0]).all()) else None
+    k = int(weights.abs().argmax())
+    if weights[k] == 0:
+        return None
+    g = grad[k] / weights[k]
+    expected = g * weights
+    tol = 8 * torch.finfo(grad.dtype).eps
+    return g if bool(((grad - expected).abs() <= tol * expected.abs()).all()) else None
 
 
 class _TiledLogSumExp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: torch.Tensor, c: torch.Tensor, tile: int, rows: int) -> torch.Tensor:
+    def forward(
+        ctx,
+        a: torch.Tensor,
+        c: torch.Tensor,
+        tile: int,
+        rows: int,
+        weights: torch.Tensor | None,
+    ) -> torch.Tensor:
         # [c, 1] is built once and kept for backward (c is its view): one [N, d + 1] copy.
         c_aug = _with_column(c, 1.0)
         ctx.tile = tile
         ctx.eager = None
+        ctx.weights = weights
         need_a, need_c = ctx.needs_input_grad[:2]
         found = None
         if rows > 0 and (need_a or need_c) and _eager_ok(a, c):
-            found = _eager_lse2_and_grads(a, c_aug, rows, need_a, need_c)
+            found = _eager_lse2_and_grads(a, c_aug, rows, need_a, need_c, weights)
         if found is not None:
             lse2, grad_a, grad_c = found
             ctx.eager = (grad_a, grad_c)
@@ -268,54 +305,73 @@ class _TiledLogSumExp(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
         a, c_aug, lse2 = ctx.saved_tensors
-        c = c_aug[:, :-1]
         need_a, need_c = ctx.needs_input_grad[:2]
         if not (need_a or need_c):
-            return None, None, None, None
+            return None, None, None, None, None
         if ctx.eager is not None:
             eager_a, eager_c = ctx.eager
-            # ∂/∂a scales row by row; ∂/∂c sums over rows, so only a uniform gradient (a summed
-            # or averaged loss) scales it: anything else recomputes it below
+            # ∂/∂a scales row by row; ∂/∂c sums over rows, so only a gradient proportional to
+            # the weights it was summed with (a summed or averaged loss) scales it: anything
+            # else recomputes it
             grad_a = eager_a * grad.to(a.dtype)[:, None] if need_a else None
             if not need_c:
-                return grad_a, None, None, None
-            if grad.numel() == 0:
-                return grad_a, torch.zeros_like(eager_c), None, None
-            if bool((grad == grad[0]).all()):
-                return grad_a, eager_c * grad[0].to(a.dtype), None, None
-            need_a = False
-        else:
-            grad_a = None
-        tile = ctx.tile
-        acc = _acc_dtype(a.dtype)
-        n_rows, n_cols = a.shape[0], c.shape[0]
-        if need_a:
-            grad_a = torch.zeros_like(a)
-        grad_c = torch.empty(c.shape, dtype=c.dtype, device=c.device) if need_c else None
-        # d lse_i / d logit_ij = softmax_ij = exp2(logit2_ij − lse2_i), recomputed per tile and
-        # scaled by grad_i. With grad > 0 (sum/mean of the loss) the scale is folded into the
-        # exponent and the whole shift into the GEMM: P = exp2([a2, log2 g − lse2] · [c, 1]).
-        grad = grad.to(acc)
-        fold = a.device.type == "cpu" and bool((grad > 0).all())  # no host sync elsewhere
-        shift = lse2 - grad.log2() if fold else lse2
-        a_aug = _with_column(a * _LOG2E, (-shift).to(a.dtype))
-        grad_col = None if fold else grad.to(a.dtype)[:, None]
-        buf = torch.empty(n_rows * min(tile, n_cols), dtype=a.dtype, device=a.device)
-        for j in range(0, n_cols, tile):
-            c_tile = c[j : j + tile]
-            p = torch.mm(a_aug, c_aug[j : j + tile].t(), out=_tile_view(buf, n_rows, len(c_tile)))
-            p.exp2_()  # [B, t]: grad_i · softmax_ij
-            if grad_col is not None:
-                p.mul_(grad_col)
-            if need_a:
-                grad_a.addmm_(p, c_tile)
-            if need_c:
-                torch.mm(p.t(), a, out=grad_c[j : j + tile])
-        return grad_a, grad_c, None, None
+                grad_c = None
+            elif grad.numel() == 0:
+                grad_c = torch.zeros_like(eager_c)
+            elif (scale := _common_scale(grad, ctx.weights)) is not None:
+                grad_c = eager_c * scale.to(a.dtype)
+            else:
+                grad_c = _recomputed_grads(a, c_aug, lse2, grad, ctx.tile, False, True)[1]
+            return grad_a, grad_c, None, None, None
+        grad_a, grad_c = _recomputed_grads(a, c_aug, lse2, grad, ctx.tile, need_a, need_c)
+        return grad_a, grad_c, None, None, None
+
+
+def _recomputed_grads(
+    a: torch.Tensor,
+    c_aug: torch.Tensor,
+    lse2: torch.Tensor,
+    grad: torch.Tensor,
+    tile: int,
+    need_a: bool,
+    need_c: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(∂/∂a [B, d], ∂/∂c [N, d])`` for the upstream ``grad`` ``[B]``, the logits recomputed
+    tile by tile from ``a``, ``c_aug = [c, 1]`` and the forward's ``lse2`` (``None`` where not
+    needed)."""
+    c = c_aug[:, :-1]
+    acc = _acc_dtype(a.dtype)
+    n_rows, n_cols = a.shape[0], c.shape[0]
+    grad_a = torch.zeros_like(a) if need_a else None
+    grad_c = torch.empty(c.shape, dtype=c.dtype, device=c.device) if need_c else None
+    # d lse_i / d logit_ij = softmax_ij = exp2(logit2_ij − lse2_i), recomputed per tile and
+    # scaled by grad_i. With grad > 0 (sum/mean of the loss) the scale is folded into the
+    # exponent and the whole shift into the GEMM: P = exp2([a2, log2 g − lse2] · [c, 1]).
+    grad = grad.to(acc)
+    fold = a.device.type == "cpu" and bool((grad > 0).all())  # no host sync elsewhere
+    shift = lse2 - grad.log2() if fold else lse2
+    a_aug = _with_column(a * _LOG2E, (-shift).to(a.dtype))
+    grad_col = None if fold else grad.to(a.dtype)[:, None]
+    buf = torch.empty(n_rows * min(tile, n_cols), dtype=a.dtype, device=a.device)
+    for j in range(0, n_cols, tile):
+        c_tile = c[j : j + tile]
+        p = torch.mm(a_aug, c_aug[j : j + tile].t(), out=_tile_view(buf, n_rows, len(c_tile)))
+        p.exp2_()  # [B, t]: grad_i · softmax_ij
+        if grad_col is not None:
+            p.mul_(grad_col)
+        if grad_a is not None:
+            grad_a.addmm_(p, c_tile)
+        if grad_c is not None:
+            torch.mm(p.t(), a, out=grad_c[j : j + tile])
+    return grad_a, grad_c
 
 
 def tiled_logsumexp(
-    a: torch.Tensor, c: torch.Tensor, tile: int | None = None, rows: int | None = None
+    a: torch.Tensor,
+    c: torch.Tensor,
+    tile: int | None = None,
+    rows: int | None = None,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``torch.logsumexp(a @ c.T, dim=1)`` without materialising the ``[B, N]`` logits.
 
@@ -342,6 +398,12 @@ def tiled_logsumexp(
         rows: anchors per block when the forward computes the gradients (CPU, fp32/fp64, an
             input that needs a gradient); ``None``: :func:`default_rows`; ``0``: never (the
             backward recomputes them tile by tile, as on other devices).
+        weights: ``[B]`` the rows' weights in the loss, up to a common factor (the loss is
+            ``Σ_i w_i · lse_i`` plus terms without ``lse``): each distinct anchor once, weighted
+            by its count, instead of repeated rows. The eager path then sums ``∂/∂c`` with
+            them and the backward scales it when the upstream gradient is proportional to them
+            (to float rounding: :func:`_common_scale`). They never change the values, and any
+            other upstream gradient is still exact (recomputed). ``None``: all 1.
 
     Returns:
         ``[B]`` ``lse_i = log Σ_j exp(a_i · c_j)``, in the promoted dtype of ``a`` and ``c``.
@@ -357,6 +419,12 @@ def tiled_logsumexp(
     rows = default_rows(c.shape[0], dtype) if rows is None else int(rows)
     if tile < 1 or rows < 0:
         raise ValueError(f"tile must be positive and rows not negative, got {tile} and {rows}")
+    if weights is not None:
+        if weights.shape != (a.shape[0],):
+            raise ValueError(f"weights must be [B] = [{a.shape[0]}], got {tuple(weights.shape)}")
+        weights = weights.detach().to(_acc_dtype(dtype))
     if not torch.is_grad_enabled():  # no backward will come: computing gradients is waste
         rows = 0
-    return _TiledLogSumExp.apply(a.to(dtype).contiguous(), c.to(dtype).contiguous(), tile, rows)
+    return _TiledLogSumExp.apply(
+        a.to(dtype).contiguous(), c.to(dtype).contiguous(), tile, rows, weights
+    )

@@ -290,7 +290,9 @@ class LightGCL(LightGCN):
             ids, counts = torch.unique(ids, return_counts=True)
             weight = counts.to(g.dtype) / n_anchors
         a = F.embedding(ids, g) / self.temperature  # [B, d]: 1/τ folded into the anchors
-        lse = tiled_logsumexp(a, e)  # [B] log Σ_j exp(a·e_j) over all N rows, no [B, N] block
+        # [B] log Σ_j exp(a·e_j) over all N rows, no [B, N] block; the weights let its CPU
+        # path sum ∂/∂e for this loss in the forward instead of recomputing it in the backward
+        lse = tiled_logsumexp(a, e, weights=weight)
         neg = torch.logaddexp(lse, torch.full_like(lse, _LOG_EPS))
         pos = (a * F.embedding(ids, e)).sum(-1).clamp(-_POS_CLAMP, _POS_CLAMP)
         per_anchor = neg - pos
