@@ -7,8 +7,10 @@ Interleaved in one run (a shared machine drifts), medians in ms, on a gowalla-si
 - the chunked ``U[0, 1)`` draw (``sslrec.augment.noise._cpu_fill``, PCG64 raw outputs converted
   by :func:`~sslrec.augment.noise.uniform_fill`) against the same chunks, streams and threads
   drawn by ``Generator.random(dtype=float32)``; the two must be equal bit for bit (checked);
-- the zero check of ``sign(x)`` (``_has_zero``: numpy's ``all``) against ``torch.count_nonzero``;
-- the whole ``UniformNoise.additive_noise`` (draw, row norm, scale, sign), for its share.
+- a whole noisy layer ``x + noise``: ``UniformNoise.add_noise`` (draws kept as ``2²⁴ · U``, the
+  sign and the addition in one ``addcmul``) against the path it replaced on 2026-12-07 (``U``
+  draws, row scale, ``copysign``, a zero check, a separate addition; kept here for the record),
+  which must give the same numbers bit for bit (checked).
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import torch
 from sslrec.augment import noise as noise_mod
 
 
-def generator_random(out: np.ndarray, bit_generator: np.random.PCG64) -> None:
+def generator_random(out: np.ndarray, bit_generator: np.random.PCG64, unit: bool = True) -> None:
     """What :func:`~sslrec.augment.noise.uniform_fill` replaces: numpy's own float32 draw."""
+    assert unit
     np.random.Generator(bit_generator).random(out=out, dtype=np.float32)
 
 
@@ -37,6 +40,18 @@ def fill_with(fill, buf: np.ndarray, seed: int) -> None:
         noise_mod._cpu_fill(buf, seed, "uniform")
     finally:
         noise_mod.uniform_fill = kept
+
+
+def before_add_noise(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """What ``UniformNoise.add_noise`` replaced: ``x += copysign(ε Δ / ‖Δ‖, x)``, zero where
+    ``x`` is, in five passes after the draw."""
+    noise = noise_mod.draw_like(x, "uniform")
+    norm = torch.linalg.vector_norm(noise, dim=-1, keepdim=True)
+    noise.mul_(norm.clamp_min_(noise_mod.NORM_EPS).reciprocal_().mul_(eps))
+    noise.copysign_(x)
+    if not x.numpy().all():
+        noise.masked_fill_(x == 0, 0.0)
+    return x.add_(noise)
 
 
 def main() -> None:
@@ -54,12 +69,18 @@ def main() -> None:
     fill_with(generator_random, b, 7)
     assert np.array_equal(a, b), "uniform_fill differs from Generator.random"
     augmenter = noise_mod.UniformNoise(eps=0.1)
+    x[5] = 0.0  # a node without edges, as after a propagation
+    y = x.clone()
+    torch.manual_seed(1)
+    before_add_noise(x, 0.1)
+    torch.manual_seed(1)
+    augmenter.add_noise(y)
+    assert torch.equal(x, y), "add_noise differs from the path it replaced"
     cases = {
         "draw: Generator.random chunks": lambda r: fill_with(generator_random, b, r),
         "draw: uniform_fill chunks (sslrec)": lambda r: noise_mod._cpu_fill(a, r, "uniform"),
-        "zero check: torch.count_nonzero": lambda r: bool(torch.count_nonzero(x) < x.numel()),
-        "zero check: numpy all (sslrec)": lambda r: noise_mod._has_zero(x),
-        "additive_noise, whole (sslrec)": lambda r: augmenter.additive_noise(x),
+        "noisy layer: before 2026-12-07": lambda r: before_add_noise(x, 0.1),
+        "noisy layer: add_noise (sslrec)": lambda r: augmenter.add_noise(y),
     }
     times: dict[str, list[float]] = {name: [] for name in cases}
     for r in range(args.repeats):
@@ -70,7 +91,7 @@ def main() -> None:
     print(
         f"[{args.rows}, {args.dim}] float32, {args.threads} threads, {args.repeats} interleaved "
         f"repeats, torch {torch.__version__}, numpy {np.__version__}, {platform.machine()}; "
-        "uniform_fill equals Generator.random bit for bit: checked"
+        "uniform_fill equals Generator.random, and add_noise the path before, bit for bit: checked"
     )
     print("| part | median ms |\n|---|---:|")
     for name, ts in times.items():

@@ -327,13 +327,59 @@ def test_uniform_fill_equals_numpys_float32_draws_bit_for_bit(size):
         np.testing.assert_array_equal(got, want)
 
 
-def test_zero_check_sees_signed_zeros_in_any_layout():
-    from sslrec.augment.noise import _has_zero
+def test_uniform_fill_without_the_unit_scale_is_the_same_draws_times_2_to_24():
+    import numpy as np
 
-    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(0)) + 10.0
-    assert not _has_zero(x) and not _has_zero(x[:, ::2]) and not _has_zero(x.double())
-    for zero in (0.0, -0.0):
-        y = x.clone()
-        y[17, 3] = zero
-        assert _has_zero(y) and _has_zero(y[:, 1::2]) and _has_zero(y.double())
-        assert _has_zero(y.requires_grad_())
+    from sslrec.augment.noise import uniform_fill
+
+    for size in (1, 7, 4097):
+        unit, raw = np.empty(size, np.float32), np.empty(size, np.float32)
+        uniform_fill(unit, np.random.PCG64(11))
+        uniform_fill(raw, np.random.PCG64(11), unit=False)
+        np.testing.assert_array_equal(raw, unit * np.float32(2.0**24))
+        assert (raw == np.floor(raw)).all() and raw.max() < 2**24
+
+
+def _plain_noisy(x: torch.Tensor, seed: int, eps: float) -> torch.Tensor:
+    """``x + ε · sign(x) ⊙ Δ / max(‖Δ‖, 1e-12)`` step by step, ``Δ`` numpy's own float32
+    ``U[0, 1)`` from the draw's seed (one chunk)."""
+    import numpy as np
+
+    (child,) = np.random.SeedSequence(seed).spawn(1)
+    delta = np.random.Generator(np.random.PCG64(child)).random(x.numel(), dtype=np.float32)
+    delta = torch.from_numpy(delta).view(x.shape)
+    scale = delta.norm(dim=1, keepdim=True).clamp_min(1e-12).reciprocal() * eps
+    return x + torch.sign(x) * (delta * scale)
+
+
+def test_noise_equals_the_plain_expression_bit_for_bit():
+    """The fused CPU noise (draws scaled by 2^24, sign and addition in one addcmul), in place,
+    into another buffer, on a strided slice (the wide layout's views) and through
+    ``additive_noise``, equals the plain expression bit for bit, zeros of ``x`` included."""
+    aug = UniformNoise(0.1)
+    base = torch.randn(40, 6, generator=torch.Generator().manual_seed(5))
+    base[3] = 0.0  # a node without edges: its layer output is a row of zeros
+    base[7, 2], base[9, 4] = 0.0, -0.0
+    wide = torch.cat([base, torch.randn(40, 6)], dim=1)
+    for make, how in (
+        (lambda: base.clone(), "in place"),
+        (lambda: base.clone(), "out"),
+        (lambda: wide.clone()[:, :6], "in place"),
+        (lambda: base.clone(), "additive_noise"),
+    ):
+        x = make()
+        torch.manual_seed(6)
+        seed = int(torch.randint(0, 2**62, (1,)))
+        want = _plain_noisy(x, seed, 0.1)
+        torch.manual_seed(6)
+        if how == "in place":
+            got = aug.add_noise(x)
+            assert got is x
+        elif how == "out":
+            out = torch.empty_like(x)
+            got = aug.add_noise(x, out)
+            assert got is out and torch.equal(x, base)
+        else:
+            got = x + aug.additive_noise(x)
+        assert torch.equal(got, want), how
+        assert (got[3] == 0).all() and got[7, 2] == 0 and got[9, 4] == 0

@@ -112,7 +112,7 @@ def test_additive_noise_passes_the_gradient_through_and_draws_as_layers_does():
     weights = [0.0, 0.5, 0.5]
     torch.manual_seed(9)
     final, tapped = layer_sum(
-        xu, xi, [adj.to_sparse_csr()] * 2, weights, taps=(1,), noise=noise.additive_noise
+        xu, xi, [adj.to_sparse_csr()] * 2, weights, taps=(1,), noise=noise.add_noise
     )
     got = torch.autograd.grad(_objective(final, tapped), (xu, xi))
     torch.manual_seed(9)  # replay the draws on a plain autograd graph
@@ -218,9 +218,7 @@ def test_views_side_by_side_equal_separate_autograd_references(transposed):
     noise = UniformNoise(0.1)
     weights = [0.0, 1 / 3, 1 / 3, 1 / 3]
     torch.manual_seed(22)
-    views = layer_sum_views(
-        xu, xi, adjs, weights, [None, noise.additive_noise, noise.additive_noise], adjs_t
-    )
+    views = layer_sum_views(xu, xi, adjs, weights, [None, noise.add_noise, noise.add_noise], adjs_t)
     got = torch.autograd.grad(_views_objective(views), (xu, xi))
     # replay: the draws go layer by layer, view by view within a layer
     torch.manual_seed(22)
@@ -353,7 +351,7 @@ def test_shared_first_layer_equals_separate_autograd_references(weights, transpo
     adjs_t = [adj.T.contiguous().to_sparse_csr()] * depth if transposed else None
     xu, xi = _leaves(31)
     noise = UniformNoise(0.1)
-    noises = [None, noise.additive_noise, noise.additive_noise]
+    noises = [None, noise.add_noise, noise.add_noise]
     torch.manual_seed(32)
     views = layer_sum_views(xu, xi, adjs, weights, noises, adjs_t, layout="shared")
     got = torch.autograd.grad(_views_objective(views), (xu, xi))
@@ -402,7 +400,7 @@ def test_shared_first_layer_takes_two_products_fewer_per_extra_view(monkeypatch)
     monkeypatch.setattr(ls, "spmm", lambda *a, **k: calls.append(1) or spmm(*a, **k))
     adj = _graph(35).to_sparse_csr()
     xu, xi = _leaves(36)
-    noise = UniformNoise(0.1).additive_noise
+    noise = UniformNoise(0.1).add_noise
     views = layer_sum_views(
         xu, xi, [adj] * 3, [0, 1 / 3, 1 / 3, 1 / 3], [None, noise, noise], layout="shared"
     )

@@ -56,6 +56,14 @@ class EmbeddingAugmenter:
         """The ``[N, d]`` noise an ``additive`` augmenter adds to ``x`` ``[N, d]``."""
         raise NotImplementedError
 
+    def add_noise(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x + additive_noise(x)`` written into ``out`` (``None``: ``x``, in place), without
+        autograd: what the one-node encoder calls after each layer. Augmenters override it
+        where they can fuse the addition."""
+        with torch.no_grad():
+            noise = self.additive_noise(x)
+            return x.add_(noise) if out is None else torch.add(x, noise, out=out)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Perturb one layer's output ``x`` ``[N, d]``; returns a new ``[N, d]`` tensor."""
         raise NotImplementedError

@@ -16,9 +16,9 @@ from sslrec.augment.base import EmbeddingAugmenter
 NORM_EPS = 1e-12
 
 
-#: per thread, the last CPU draw's array, reused by the next draw of the same shape in that
-#: thread (models trained in threads of one process draw into their own): a fresh ``[N, d]``
-#: array costs a page fault per 4 KiB on first touch, as much as drawing into it
+#: per thread, the last CPU draw's array (and ``sign``'s tensor), reused by the next draw of the
+#: same shape in that thread (models trained in threads of one process draw into their own): a
+#: fresh ``[N, d]`` array costs a page fault per 4 KiB on first touch, as much as drawing into it
 _LOCAL = threading.local()
 #: numbers per generator: a draw is cut into fixed chunks, each with its own PCG64 stream
 #: (``SeedSequence.spawn``), filled by up to ``torch.get_num_threads()`` threads (numpy releases
@@ -29,9 +29,11 @@ _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 
 
-def uniform_fill(out: np.ndarray, bit_generator: np.random.PCG64) -> None:
+def uniform_fill(out: np.ndarray, bit_generator: np.random.PCG64, unit: bool = True) -> None:
     """Fill ``out`` (1-d float32) with ``U[0, 1)`` numbers equal, bit for bit, to
-    ``np.random.Generator(bit_generator).random(out=out, dtype=np.float32)``.
+    ``np.random.Generator(bit_generator).random(out=out, dtype=np.float32)``; with ``unit=False``
+    the same numbers times ``2²⁴`` (the integers ``u32 >> 8``, exact in float32: one pass fewer
+    for callers that normalise them).
 
     numpy makes each number from the next 32 bits, ``(u32 >> 8) · 2⁻²⁴``, one call per number;
     PCG64 serves them as the halves of its 64-bit outputs, the low half first. Taking the raw
@@ -40,15 +42,19 @@ def uniform_fill(out: np.ndarray, bit_generator: np.random.PCG64) -> None:
     """
     if sys.byteorder != "little":  # the u32 halves below are read in little-endian order
         np.random.Generator(bit_generator).random(out=out, dtype=np.float32)
+        if not unit:
+            np.multiply(out, np.float32(2.0**24), out=out)
         return
     bits = bit_generator.random_raw((out.size + 1) // 2).view(np.uint32)[: out.size]
     np.right_shift(bits, 8, out=bits)
     out[...] = bits  # below 2^24: exact in float32
-    np.multiply(out, np.float32(2.0**-24), out=out)
+    if unit:
+        np.multiply(out, np.float32(2.0**-24), out=out)
 
 
-def _cpu_fill(buf: np.ndarray, seed: int, distribution: str) -> None:
-    """Fill ``buf`` (float32, C order) from ``seed``, chunk by chunk (:data:`CPU_DRAW_CHUNK`)."""
+def _cpu_fill(buf: np.ndarray, seed: int, distribution: str, unit: bool = True) -> None:
+    """Fill ``buf`` (float32, C order) from ``seed``, chunk by chunk (:data:`CPU_DRAW_CHUNK`);
+    ``unit`` as :func:`uniform_fill` (uniform draws only)."""
     global _POOL, _POOL_SIZE
     flat = buf.reshape(-1)
     n_chunks = max(1, -(-flat.size // CPU_DRAW_CHUNK))
@@ -57,7 +63,7 @@ def _cpu_fill(buf: np.ndarray, seed: int, distribution: str) -> None:
     def fill(j: int) -> None:
         part = flat[j * CPU_DRAW_CHUNK : (j + 1) * CPU_DRAW_CHUNK]
         if distribution == "uniform":
-            uniform_fill(part, np.random.PCG64(seeds[j]))
+            uniform_fill(part, np.random.PCG64(seeds[j]), unit)
         else:
             np.random.Generator(np.random.PCG64(seeds[j])).standard_normal(
                 out=part, dtype=np.float32
@@ -73,8 +79,10 @@ def _cpu_fill(buf: np.ndarray, seed: int, distribution: str) -> None:
     list(_POOL.map(fill, range(n_chunks)))
 
 
-def draw_like(x: torch.Tensor, distribution: str) -> torch.Tensor:
+def draw_like(x: torch.Tensor, distribution: str, unit: bool = True) -> torch.Tensor:
     """``U(0, 1)`` or ``N(0, 1)`` draws shaped like ``x`` ``[N, d]``, on its device and dtype.
+    With ``unit=False`` uniform draws may come as ``2²⁴ · U`` (on the CPU: :func:`uniform_fill`),
+    for callers whose result does not depend on the scale.
 
     On the CPU numpy's PCG64 draws them (:func:`_cpu_fill`), seeded by one
     ``randint(0, 2**62)`` of torch's global generator (which the trainer seeds and checkpoints,
@@ -92,17 +100,8 @@ def draw_like(x: torch.Tensor, distribution: str) -> torch.Tensor:
     if buf is None:
         draws.clear()
         buf = draws[shape] = np.empty(shape, dtype=np.float32)
-    _cpu_fill(buf, seed, distribution)
+    _cpu_fill(buf, seed, distribution, unit)
     return torch.from_numpy(buf).to(x.dtype)
-
-
-def _has_zero(x: torch.Tensor) -> bool:
-    """Whether the CPU tensor ``x`` holds a (±) zero: numpy's ``all`` reads a contiguous float
-    ``[N, d]`` ~1.7x faster than ``torch.count_nonzero`` on one thread, as fast on two
-    (``experiments/bench_noise.py``)."""
-    if x.is_contiguous() and x.dtype in (torch.float32, torch.float64):
-        return not x.detach().numpy().all()
-    return bool(torch.count_nonzero(x) < x.numel())
 
 
 @dataclass(frozen=True)
@@ -142,17 +141,50 @@ class UniformNoise(EmbeddingAugmenter):
         return x + self.additive_noise(x)
 
     @torch.no_grad()
+    def _scaled_draw(self, x: torch.Tensor) -> torch.Tensor:
+        """``ε · normalize(Δ)`` ``[N, d]`` for ``x`` ``[N, d]`` (``≥ 0`` when uniform); on the
+        CPU a view of a reused buffer (:func:`draw_like`).
+
+        The normalisation makes the draw's scale irrelevant, so uniform CPU draws come as
+        ``2²⁴ · U`` (one pass fewer): every step from there scales by a power of two exactly
+        (squares, their sum, the square root, the reciprocal), so the noise equals, bit for bit,
+        the one drawn as ``U`` (tested). The clamp only acts on a row of zeros, whose noise is
+        zero either way.
+        """
+        noise = draw_like(x, self.distribution, unit=False)
+        norm = torch.linalg.vector_norm(noise, dim=-1, keepdim=True)
+        return noise.mul_(norm.clamp_min_(NORM_EPS).reciprocal_().mul_(self.eps))
+
+    @torch.no_grad()
     def additive_noise(self, x: torch.Tensor) -> torch.Tensor:
         """``ε · sign(x) ⊙ normalize(Δ)`` ``[N, d]`` for ``x`` ``[N, d]``; on the CPU a view of
         a reused buffer (:func:`draw_like`): add it before the next draw."""
-        noise = draw_like(x, self.distribution)
-        norm = torch.linalg.vector_norm(noise, dim=-1, keepdim=True)
-        noise.mul_(norm.clamp_min_(NORM_EPS).reciprocal_().mul_(self.eps))
-        if self.distribution == "uniform":
-            # Δ ≥ 0, so sign(x)·Δ = copysign(Δ, x) except at x = ±0, where sign gives 0: in
-            # place, without a [N, d] sign(x); the zero mask only where x has zeros (on the
-            # CPU, where counting them costs one read and no sync)
-            noise.copysign_(x)
-            if x.device.type != "cpu" or _has_zero(x):
-                noise.masked_fill_(x == 0, 0.0)
-        return noise
+        noise = self._scaled_draw(x)
+        return noise.mul_(torch.sign(x)) if self.distribution == "uniform" else noise
+
+    @torch.no_grad()
+    def add_noise(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``x + additive_noise(x)`` written into ``out`` (``None``: ``x``, in place), with the
+        same draws and the same numbers in fewer passes over ``[N, d]``: ``sign(x) · n`` is
+        exact, so ``addcmul``'s multiply-add rounds as the separate addition does.
+        """
+        noise = self._scaled_draw(x)
+        if self.distribution != "uniform":
+            return x.add_(noise) if out is None else torch.add(x, noise, out=out)
+        sign = torch.sign(x, out=_sign_buffer(x))
+        return x.addcmul_(sign, noise) if out is None else torch.addcmul(x, sign, noise, out=out)
+
+
+def _sign_buffer(x: torch.Tensor) -> torch.Tensor | None:
+    """A reused CPU buffer shaped like ``x`` for ``sign(x)`` (per thread, as the draws'), or
+    ``None`` (a fresh tensor) elsewhere: a fresh ``[N, d]`` costs a page fault per 4 KiB on
+    first touch, 2.4 against 1.4 ms for gowalla's ``sign`` on one thread."""
+    if x.device.type != "cpu":
+        return None
+    key = (tuple(x.shape), x.dtype)
+    signs: dict = _LOCAL.__dict__.setdefault("signs", {})
+    buf = signs.get(key)
+    if buf is None:
+        signs.clear()
+        buf = signs[key] = torch.empty(x.shape, dtype=x.dtype)
+    return buf

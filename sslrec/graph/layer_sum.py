@@ -21,7 +21,9 @@ import torch
 
 from sslrec.graph.spmm import spmm
 
-Noise = Callable[[torch.Tensor], torch.Tensor]
+#: ``noise(x, out)`` writes ``x`` ``[N, d]`` plus its noise into ``out`` (which may be ``x``) and
+#: returns it: :meth:`sslrec.augment.base.EmbeddingAugmenter.add_noise`
+Noise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 #: per thread, two ``[N, V·d]`` CPU buffers for the layers that never leave a forward or
 #: backward (neither returned nor tapped), written in turn: a fresh ``[N, d]`` per product costs a
@@ -82,7 +84,7 @@ class _LayerSum(torch.autograd.Function):
             for v, noise in enumerate(noises):
                 if noise is not None:  # x is this product's fresh output
                     part = x[:, v * d : (v + 1) * d] if views > 1 else x
-                    part.add_(noise(part))
+                    noise(part, part)
             if weights[k] != 0:
                 acc = _add_scaled(acc, x, weights[k])
             if k in taps:
@@ -153,13 +155,17 @@ class _SharedFirstLayer(torch.autograd.Function):
         first = spmm(adjs[0], x0)  # its own memory: every view starts from it
         outs: list[torch.Tensor] = []
         for noise in noises:  # view by view, as separate encoders draw
-            x = first if noise is None else torch.add(first, noise(first), out=_scratch(first, 1))
+            if noise is None:
+                x = first
+            else:  # into a buffer: first itself stays clean for the next view
+                buf = _scratch(first, 1)
+                x = noise(first, torch.empty_like(first) if buf is None else buf)
             acc = _add_scaled(None, x0, weights[0]) if weights[0] != 0 else None
             for k in range(1, len(adjs) + 1):
                 if k > 1:
                     x = spmm(adjs[k - 1], x, out=_scratch(x, k))
                     if noise is not None:
-                        x.add_(noise(x))
+                        noise(x, x)
                 if weights[k] != 0:
                     acc = _add_scaled(acc, x, weights[k])
             if acc is None:
@@ -267,8 +273,8 @@ def layer_sum(
         weights: ``K + 1`` host floats ``w_0..w_K``.
         adjs_t: the transposes ``Â_kᵀ`` for the backward; ``None``: every ``Â_k`` is symmetric.
         taps: layers ``k`` (``0..K``) returned as well, with gradients.
-        noise: ``[N, d] → [N, d]``, added to each layer's output before the next layer
-            propagates it (SimGCL's noise); the backward takes its gradient as zero.
+        noise: ``noise(x, out)`` (:data:`Noise`), which adds SimGCL's noise to each layer's
+            output before the next layer propagates it; the backward takes its gradient as zero.
 
     Returns:
         ``((users [U, d], items [I, d]), [(tap users, tap items), ...])``.

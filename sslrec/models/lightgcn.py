@@ -36,9 +36,9 @@ def combine_layers(
 
 def _additive_noise(
     perturb: Callable[[torch.Tensor], torch.Tensor] | None,
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """The noise function of an additive perturbation (``None`` for none)."""
-    return None if perturb is None else perturb.additive_noise  # type: ignore[attr-defined]
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The ``add_noise(x, out)`` of an additive perturbation (``None`` for none)."""
+    return None if perturb is None else perturb.add_noise  # type: ignore[attr-defined]
 
 
 def layer_mean_weights(
