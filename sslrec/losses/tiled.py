@@ -144,9 +144,8 @@ def _bounded_lse2(a2: torch.Tensor, c_aug: torch.Tensor, tile: int) -> torch.Ten
     acc = _acc_dtype(a2.dtype)
     c = c_aug[:, :-1]
     n_rows, n_cols = a2.shape[0], c.shape[0]
-    neg_shift = (-_row_bound(a2, c, acc)).to(
-        a2.dtype
-    )  # the GEMM sees this rounding: undo exactly the same
+    # the GEMM sees this rounding of the shift: undo exactly the same
+    neg_shift = (-_row_bound(a2, c, acc)).to(a2.dtype)
     a_aug = _with_column(a2, neg_shift)
     run_sum = torch.zeros(n_rows, dtype=acc, device=a2.device)
     buf = torch.empty(n_rows * min(tile, n_cols), dtype=a2.dtype, device=a2.device)
