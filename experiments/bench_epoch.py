@@ -16,7 +16,13 @@ on a GPU that is the figure to quote. ``propagation`` is the floor every graph m
     python experiments/bench_epoch.py --threads 1 --paired --batches 30  # ratios robust to drift
 
 ``--paired`` instead holds every variant in one process and takes one step of each in turn, so
-that each ratio is a median of ratios measured seconds apart (:func:`paired`).
+that each ratio is a median of ratios measured seconds apart (:func:`paired`). A ``NAME-whole``
+variant runs NAME's encoders at every node instead of the batch's rows (``node_rows`` off): its
+column ``× its -whole`` compares the two paths in the same cycles, and its ``× LightGCN`` is
+against ``lightgcn-whole`` where that runs too.
+
+    python experiments/bench_epoch.py --paired --threads 1 --variants lightgcn lightgcn-whole \
+        sgl-ed sgl-ed-whole simgcl simgcl-whole xsimgcl xsimgcl-whole
 
 The table reports each variant's median step, its ratio to the LightGCN step and to the
 propagation, the epoch estimate, and peak memory (RSS; on CUDA also the allocator's peak).
@@ -52,6 +58,10 @@ VARIANTS = {
     "simgcl-bf16": ("simgcl", ["precision=bf16"]),
     "xsimgcl-bf16": ("xsimgcl", ["precision=bf16"]),
 }
+# NAME-whole: NAME with every encoder run at every node (``node_rows`` returning None), as before
+# the encoders learnt to run their last layer at the batch's rows only (sslrec.graph.rows)
+for _name in ("lightgcn", "sgl-ed", "simgcl", "xsimgcl"):
+    VARIANTS[f"{_name}-whole"] = VARIANTS[_name]
 DEFAULT = ["propagation", "lightgcn", "sgl-ed", "sgl-ed-block", "simgcl", "xsimgcl"]
 
 
@@ -81,6 +91,8 @@ def _build(args: argparse.Namespace, name: str, data, device: torch.device):
         cfg = compose("config", overrides=[f"model={model_name}", *overrides, *args.set])
     torch.manual_seed(0)
     model = build_model(cfg.model, data, device)
+    if name.endswith("-whole"):
+        model.node_rows = lambda *ids: None  # an instance attribute shadows the method
     opt = make_optimizer(model, TrainerConfig(lr=cfg.trainer.lr))
     sampler = BPRSampler(data.train, cfg.trainer.batch_size, cfg.trainer.sampling, seed=0)
     if name == "propagation":  # the floor: K layers forward + backward, nothing else
@@ -207,20 +219,26 @@ def paired(args: argparse.Namespace) -> None:
         f"{platform.machine()}; {args.batches} cycles of one step per variant in one process "
         f"(peak RSS of all together: {_peak_rss_mb():.0f} MB)"
     )
-    print("| variant | median s/step | × LightGCN (median of cycles, quartiles) | × propagation |")
-    print("|---|---:|---:|---:|")
+    print(
+        "| variant | median s/step | × LightGCN (median of cycles, quartiles) | × propagation "
+        "| × its -whole |"
+    )
+    print("|---|---:|---:|---:|---:|")
 
     def ratio(name: str, ref: str) -> str:
-        if ref not in times:
+        if ref not in times or ref == name:
             return "–"
         r = sorted(a / b for a, b in zip(times[name], times[ref], strict=True))
         q1, med, q3 = statistics.quantiles(r, n=4) if len(r) > 1 else (r[0], r[0], r[0])
         return f"{med:.2f} ({q1:.2f}–{q3:.2f})"
 
     for name in names:
+        # a -whole variant against LightGCN's -whole step, where there is one
+        base = "lightgcn-whole" if name.endswith("-whole") and "lightgcn-whole" in times else None
         print(
-            f"| {name} | {statistics.median(times[name]):.3f} | {ratio(name, 'lightgcn')} | "
-            f"{ratio(name, 'propagation')} |"
+            f"| {name} | {statistics.median(times[name]):.3f} | "
+            f"{ratio(name, base or 'lightgcn')} | {ratio(name, 'propagation')} | "
+            f"{ratio(name, name + '-whole')} |"
         )
     print(json.dumps({"paired_steps_s": times}))
 

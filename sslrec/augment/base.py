@@ -51,15 +51,29 @@ class EmbeddingAugmenter:
     """
 
     additive: bool = False
+    #: whether :meth:`add_noise` takes ``at``: the noise of some rows of a layer
+    noise_at_rows: bool = False
 
     def additive_noise(self, x: torch.Tensor) -> torch.Tensor:
         """The ``[N, d]`` noise an ``additive`` augmenter adds to ``x`` ``[N, d]``."""
         raise NotImplementedError
 
-    def add_noise(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def add_noise(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor | None = None,
+        at: tuple[torch.Tensor, int] | None = None,
+    ) -> torch.Tensor:
         """``x + additive_noise(x)`` written into ``out`` (``None``: ``x``, in place), without
         autograd: what the one-node encoder calls after each layer. Augmenters override it
-        where they can fuse the addition."""
+        where they can fuse the addition.
+
+        ``at = (rows, n)``: ``x`` is ``[M, d]``, the rows ``rows`` of a layer of ``n`` rows,
+        and gets those rows of the whole layer's noise (the same draws), where
+        :attr:`noise_at_rows` says the augmenter can.
+        """
+        if at is not None:
+            raise NotImplementedError(f"{type(self).__name__} does not add noise at rows")
         with torch.no_grad():
             noise = self.additive_noise(x)
             return x.add_(noise) if out is None else torch.add(x, noise, out=out)

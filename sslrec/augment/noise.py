@@ -92,8 +92,11 @@ def _reused(kind: str, key: object, make: Callable[[], Any]) -> Any:
     return buf
 
 
-def draw_like(x: torch.Tensor, distribution: str, unit: bool = True) -> torch.Tensor:
-    """``U(0, 1)`` or ``N(0, 1)`` draws shaped like ``x`` ``[N, d]``, on its device and dtype.
+def draw_like(
+    x: torch.Tensor, distribution: str, unit: bool = True, shape: tuple[int, ...] | None = None
+) -> torch.Tensor:
+    """``U(0, 1)`` or ``N(0, 1)`` draws shaped like ``x`` ``[N, d]`` (or ``shape``), on its
+    device and dtype.
     With ``unit=False`` uniform draws may come as ``2²⁴ · U`` (on the CPU: :func:`uniform_fill`),
     for callers whose result does not depend on the scale.
 
@@ -104,10 +107,11 @@ def draw_like(x: torch.Tensor, distribution: str, unit: bool = True) -> torch.Te
     a view of a buffer that the next draw of the same shape overwrites: use it before then. On
     an accelerator torch's own generator is fast.
     """
+    shape = tuple(x.shape) if shape is None else tuple(shape)
     if x.device.type != "cpu":
-        return torch.rand_like(x) if distribution == "uniform" else torch.randn_like(x)
+        draw = torch.rand if distribution == "uniform" else torch.randn
+        return draw(shape, dtype=x.dtype, device=x.device)
     seed = int(torch.randint(0, 2**62, (1,)))
-    shape = tuple(x.shape)
     buf = _reused("draws", shape, lambda: np.empty(shape, dtype=np.float32))
     _cpu_fill(buf, seed, distribution, unit)
     return torch.from_numpy(buf).to(x.dtype)
@@ -129,6 +133,7 @@ class UniformNoise(EmbeddingAugmenter):
     eps: float = 0.1
     distribution: str = "uniform"
     additive = True  # x + noise, noise's gradient zero: the encoder stays linear in E^(0)
+    noise_at_rows = True  # each row's noise is its own draws, scaled by their own norm
 
     def __post_init__(self) -> None:
         if self.distribution not in ("uniform", "gaussian"):
@@ -150,9 +155,12 @@ class UniformNoise(EmbeddingAugmenter):
         return x + self.additive_noise(x)
 
     @torch.no_grad()
-    def _scaled_draw(self, x: torch.Tensor) -> torch.Tensor:
+    def _scaled_draw(
+        self, x: torch.Tensor, at: tuple[torch.Tensor, int] | None = None
+    ) -> torch.Tensor:
         """``ε · normalize(Δ)`` ``[N, d]`` for ``x`` ``[N, d]`` (``≥ 0`` when uniform); on the
-        CPU a view of a reused buffer (:func:`draw_like`).
+        CPU a view of a reused buffer (:func:`draw_like`). With ``at = (rows, n)`` (``x`` is
+        ``[M, d]``): the whole ``[n, d]`` draw, then its rows ``rows`` only, scaled (a copy).
 
         The normalisation makes the draw's scale irrelevant, so uniform CPU draws come as
         ``2²⁴ · U`` (one pass fewer): every step from there scales by a power of two exactly
@@ -160,7 +168,12 @@ class UniformNoise(EmbeddingAugmenter):
         the one drawn as ``U`` (tested). The clamp only acts on a row of zeros, whose noise is
         zero either way.
         """
-        noise = draw_like(x, self.distribution, unit=False)
+        if at is None:
+            noise = draw_like(x, self.distribution, unit=False)
+        else:
+            rows, n = at
+            whole = draw_like(x, self.distribution, unit=False, shape=(n, x.shape[1]))
+            noise = whole.index_select(0, rows)
         norm = torch.linalg.vector_norm(noise, dim=-1, keepdim=True)
         return noise.mul_(norm.clamp_min_(NORM_EPS).reciprocal_().mul_(self.eps))
 
@@ -172,15 +185,25 @@ class UniformNoise(EmbeddingAugmenter):
         return noise.mul_(torch.sign(x)) if self.distribution == "uniform" else noise
 
     @torch.no_grad()
-    def add_noise(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    def add_noise(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor | None = None,
+        at: tuple[torch.Tensor, int] | None = None,
+    ) -> torch.Tensor:
         """``x + additive_noise(x)`` written into ``out`` (``None``: ``x``, in place), with the
         same draws and the same numbers in fewer passes over ``[N, d]``: ``sign(x) · n`` is
         exact, so ``addcmul``'s multiply-add rounds as the separate addition does.
+
+        ``at = (rows, n)``: ``x`` ``[M, d]`` is rows ``rows`` of a layer of ``n`` rows; the
+        whole layer's noise is drawn (the generator moves as for the whole layer) and those
+        rows of it added: the same numbers as the whole layer's rows, bit for bit.
         """
-        noise = self._scaled_draw(x)
+        noise = self._scaled_draw(x, at)
         if self.distribution != "uniform":
             return x.add_(noise) if out is None else torch.add(x, noise, out=out)
-        sign = torch.sign(x, out=_sign_buffer(x))
+        # a fresh sign for a few rows: the reused buffer is kept for whole layers
+        sign = torch.sign(x, out=_sign_buffer(x) if at is None else None)
         return x.addcmul_(sign, noise) if out is None else torch.addcmul(x, sign, noise, out=out)
 
 

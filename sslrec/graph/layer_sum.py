@@ -19,11 +19,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from sslrec.graph.rows import row_subset, transposed
 from sslrec.graph.spmm import spmm
 
 #: ``noise(x, out)`` writes ``x`` ``[N, d]`` plus its noise into ``out`` (which may be ``x``) and
-#: returns it: :meth:`sslrec.augment.base.EmbeddingAugmenter.add_noise`
-Noise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+#: returns it (:meth:`sslrec.augment.base.EmbeddingAugmenter.add_noise`); ``noise(x, out,
+#: at=(rows, n))`` adds to ``x`` ``[M, d]`` the rows ``rows`` of a whole ``[n, d]`` layer's
+#: noise (where the augmenter's ``noise_at_rows`` says it can)
+Noise = Callable[..., torch.Tensor]
 
 #: per thread, two ``[N, V·d]`` CPU buffers for the layers that never leave a forward or
 #: backward (neither returned nor tapped), written in turn: a fresh ``[N, d]`` per product costs a
@@ -33,18 +36,20 @@ Noise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LOCAL = threading.local()
 
 
-def _scratch(like: torch.Tensor, turn: int) -> torch.Tensor | None:
-    """Buffer ``turn % 2`` shaped like ``like`` (CPU; ``None`` elsewhere: the device's caching
-    allocator already reuses memory)."""
+def _scratch(
+    like: torch.Tensor, turn: int, shape: tuple[int, ...] | None = None
+) -> torch.Tensor | None:
+    """Buffer ``turn % 2`` shaped like ``like`` (or ``shape``, ``like``'s dtype; CPU; ``None``
+    elsewhere: the device's caching allocator already reuses memory)."""
     if like.device.type != "cpu":
         return None
-    key = (tuple(like.shape), like.dtype)
+    key = (tuple(like.shape) if shape is None else shape, like.dtype)
     cache: dict[tuple[tuple[int, ...], torch.dtype], list[torch.Tensor]]
     cache = _LOCAL.__dict__.setdefault("scratch", {})
     bufs = cache.get(key)
     if bufs is None:
         cache.clear()  # one shape at a time: the model being trained
-        bufs = cache[key] = [torch.empty_like(like), torch.empty_like(like)]
+        bufs = cache[key] = [like.new_empty(key[0]), like.new_empty(key[0])]
     return bufs[turn % 2]
 
 
@@ -67,65 +72,111 @@ class _LayerSum(torch.autograd.Function):
         weights: Sequence[float],
         taps: Sequence[int],
         noises: Sequence[Noise | None],
+        rows: torch.Tensor | None,
     ) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
-        ctx.adjs_t, ctx.weights, ctx.taps = adjs_t, weights, taps
+        ctx.adjs, ctx.adjs_t, ctx.weights, ctx.taps = adjs, adjs_t, weights, taps
         n_users, d, views = x_users.shape[0], x_users.shape[1], len(noises)
         ctx.shape = (n_users, x_items.shape[0], d)
-        ctx.views = views
+        ctx.views, ctx.rows = views, rows
+        # what is returned: all rows, or those of `rows` ([M], users' before items')
+        out_users = n_users if rows is None else int((rows < n_users).sum())
+        ctx.out_shape = (out_users, ctx.shape[1] if rows is None else len(rows) - out_users, d)
+        depth = len(adjs)
+        # the last layer's product at `rows` only
+        ctx.last = None if rows is None else row_subset(adjs[-1], rows)
+
+        def pick(layer: torch.Tensor, k: int) -> torch.Tensor:
+            """Layer ``k``'s rows that are returned."""
+            return layer if rows is None or k == depth else layer.index_select(0, rows)
+
         x = torch.cat([x_users, x_items])
         if views > 1:  # the views side by side: one wide sparse product per layer
             x = x.repeat(1, views)
-        acc = _add_scaled(None, x, weights[0]) if weights[0] != 0 else None
-        tapped = {0: x}
+        acc = _add_scaled(None, pick(x, 0), weights[0]) if weights[0] != 0 else None
+        tapped = {0: x} if 0 in taps else {}  # layer 0 is returned whole: it costs nothing
         for k, adj in enumerate(adjs, start=1):
-            # a layer that is tapped (returned) gets its own memory; the others a scratch buffer
-            x = spmm(adj, x, out=None if k in taps else _scratch(x, k))
+            if k == depth and ctx.last is not None:  # [M, d]
+                x = spmm(ctx.last, x)
+            else:
+                # a layer that is returned gets its own memory; the others (and those whose
+                # rows are copied out) a scratch buffer
+                own = rows is None and k in taps
+                x = spmm(adj, x, out=None if own else _scratch(x, k))
             for v, noise in enumerate(noises):
-                if noise is not None:  # x is this product's fresh output
+                if noise is None:
+                    continue
+                if k == depth and rows is not None:  # the whole layer's draws, at the rows
+                    noise(x, x, at=(rows, ctx.shape[0] + ctx.shape[1]))
+                else:  # x is this product's fresh output
                     part = x[:, v * d : (v + 1) * d] if views > 1 else x
                     noise(part, part)
             if weights[k] != 0:
-                acc = _add_scaled(acc, x, weights[k])
+                acc = _add_scaled(acc, pick(x, k), weights[k])
             if k in taps:
-                tapped[k] = x
+                tapped[k] = pick(x, k)
         if acc is None:
-            acc = torch.zeros_like(x)
+            acc = torch.zeros_like(pick(x, depth))
         outs: list[torch.Tensor] = []
-        for block in [acc] + [tapped[k] for k in taps]:
+        for k, block in [(-1, acc)] + [(k, tapped[k]) for k in taps]:
+            split = n_users if k == 0 else out_users
             for v in range(views):
                 part = block[:, v * d : (v + 1) * d] if views > 1 else block
-                outs += [part[:n_users], part[n_users:]]
+                outs += [part[:split], part[split:]]
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        depth, views = len(ctx.adjs_t), ctx.views
-        # c_k as (weight, [N, V·d] gradient) pairs, added into the running sum in place
+        depth, views, rows = len(ctx.adjs_t), ctx.views, ctx.rows
+        # c_k as (weight, gradient) pairs, added into the running sum in place; each gradient
+        # is [N, V·d], or with `rows` [M, d] at those rows (zero elsewhere), but layer 0's tap
         seeds: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(depth + 1)]
-        final = _joined(grads[: 2 * views], ctx.shape)
+        final = _joined(grads[: 2 * views], ctx.out_shape)
         if final is not None:
             for k, w in enumerate(ctx.weights):
                 if w != 0:
                     seeds[k].append((w, final))
         for j, k in enumerate(ctx.taps):
             start = 2 * views * (j + 1)
-            tap = _joined(grads[start : start + 2 * views], ctx.shape)
+            shape = ctx.shape if k == 0 else ctx.out_shape
+            tap = _joined(grads[start : start + 2 * views], shape)
             if tap is not None:
                 seeds[k].append((1.0, tap))
+        n = ctx.shape[0] + ctx.shape[1]
         y: torch.Tensor | None = None
+        compact = False  # whether y is [M, d] at `rows` (zero elsewhere)
         for k in range(depth, -1, -1):
             if y is not None:  # Â_{k+1}ᵀ: adjs_t[k] is layer k+1's transpose
                 # y at layer 0 is returned; the others are scratch (never the input's buffer)
-                y = spmm(ctx.adjs_t[k], y, out=_scratch(y, k) if k > 0 else None)
+                out = _scratch(y, k, (n, y.shape[1])) if k > 0 else None
+                if compact:  # (Â_{k+1}ᵀ)[:, rows] = (Â_{k+1}[rows, :])ᵀ
+                    sub = ctx.last if k == depth - 1 else row_subset(ctx.adjs[k], rows)
+                    y, compact = spmm(transposed(sub), y, out=out), False
+                else:
+                    y = spmm(ctx.adjs_t[k], y, out=out)
             for w, g in seeds[k]:
-                y = _add_scaled(y, g, w)
+                at_rows = rows is not None and g.shape[0] != n
+                if y is None:
+                    y, compact = _add_scaled(None, g, w), at_rows
+                elif compact == at_rows:
+                    y = _add_scaled(y, g, w)
+                elif at_rows:  # g is y's rows `rows`: elsewhere y + w·0 is y
+                    y.index_copy_(0, rows, y.index_select(0, rows).add_(g, alpha=w))
+                else:  # y is rows `rows`, g whole (layer 0's tap)
+                    y, compact = _add_scaled(_whole(y, rows, n), g, w), False
         if y is None:
-            return (None,) * 7
+            return (None,) * 8
+        if compact:  # no product came after the seeds (no layers)
+            y = _whole(y, rows, n)
         if views > 1:  # every view starts from the same E^(0): its gradient is their sum
             y = y.view(y.shape[0], views, -1).sum(1)
         n_users = ctx.shape[0]
-        return (y[:n_users], y[n_users:], None, None, None, None, None)
+        return (y[:n_users], y[n_users:], None, None, None, None, None, None)
+
+
+def _whole(y: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
+    """``[M, d]`` rows ``rows`` of an ``[n, d]`` that is zero elsewhere → that ``[n, d]``."""
+    return y.new_zeros(n, y.shape[1]).index_copy_(0, rows, y)
 
 
 class _SharedFirstLayer(torch.autograd.Function):
@@ -146,60 +197,110 @@ class _SharedFirstLayer(torch.autograd.Function):
         adjs_t: Sequence[torch.Tensor],
         weights: Sequence[float],
         noises: Sequence[Noise | None],
+        rows: torch.Tensor | None,
     ) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
-        ctx.adjs_t, ctx.weights = adjs_t, weights
-        n_users = x_users.shape[0]
-        ctx.shape = (n_users, x_items.shape[0], x_users.shape[1])
+        ctx.adjs, ctx.adjs_t, ctx.weights, ctx.rows = adjs, adjs_t, weights, rows
+        n_users, d, depth = x_users.shape[0], x_users.shape[1], len(adjs)
+        n = n_users + x_items.shape[0]
+        ctx.shape = (n_users, x_items.shape[0], d)
+        out_users = n_users if rows is None else int((rows < n_users).sum())
+        ctx.out_shape = (out_users, ctx.shape[1] if rows is None else len(rows) - out_users, d)
+        # as _LayerSum: the last layer's product at `rows` only
+        ctx.last = None if rows is None else row_subset(adjs[-1], rows)
+
+        def product(k: int, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+            """Layer ``k``'s product: at the rows for the last layer (into fresh memory)."""
+            if k == depth and ctx.last is not None:
+                return spmm(ctx.last, x)
+            return spmm(adjs[k - 1], x, out=out)
+
+        def add_noise(noise: Noise, k: int, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+            if k == depth and rows is not None:  # the whole layer's draws, at the rows
+                return noise(x, out, at=(rows, n))
+            return noise(x, out)
+
+        def pick(layer: torch.Tensor, k: int) -> torch.Tensor:
+            return layer if rows is None or k == depth else layer.index_select(0, rows)
+
         x0 = torch.cat([x_users, x_items])
-        first = spmm(adjs[0], x0)  # its own memory: every view starts from it
+        first = product(1, x0, None)  # its own memory: every view starts from it
         outs: list[torch.Tensor] = []
         for noise in noises:  # view by view, as separate encoders draw
             if noise is None:
                 x = first
             else:  # into a buffer: first itself stays clean for the next view
-                buf = _scratch(first, 1)
-                x = noise(first, torch.empty_like(first) if buf is None else buf)
-            acc = _add_scaled(None, x0, weights[0]) if weights[0] != 0 else None
-            for k in range(1, len(adjs) + 1):
+                buf = _scratch(first, 1) if depth > 1 or rows is None else None
+                x = add_noise(noise, 1, first, torch.empty_like(first) if buf is None else buf)
+            acc = _add_scaled(None, pick(x0, 0), weights[0]) if weights[0] != 0 else None
+            for k in range(1, depth + 1):
                 if k > 1:
-                    x = spmm(adjs[k - 1], x, out=_scratch(x, k))
+                    x = product(k, x, _scratch(x, k))
                     if noise is not None:
-                        noise(x, x)
+                        add_noise(noise, k, x, x)
                 if weights[k] != 0:
-                    acc = _add_scaled(acc, x, weights[k])
+                    acc = _add_scaled(acc, pick(x, k), weights[k])
             if acc is None:
-                acc = torch.zeros_like(x0)
-            outs += [acc[:n_users], acc[n_users:]]
+                acc = torch.zeros_like(pick(x0, depth))
+            outs += [acc[:out_users], acc[out_users:]]
         return tuple(outs)
 
     @staticmethod
     def backward(ctx, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        depth, weights = len(ctx.adjs_t), ctx.weights
+        depth, weights, rows = len(ctx.adjs_t), ctx.weights, ctx.rows
+        n = ctx.shape[0] + ctx.shape[1]
+        subs_t: dict[int, torch.Tensor] = {}  # (Â_{k+1}[rows, :])ᵀ, built once for all views
+
+        def product_t(k: int, y: torch.Tensor, compact: bool, out: torch.Tensor | None):
+            """``Â_{k+1}ᵀ y``; a ``compact`` y is the rows ``rows`` of a gradient zero
+            elsewhere: (Â_{k+1}ᵀ)[:, rows] = (Â_{k+1}[rows, :])ᵀ."""
+            if not compact:
+                return spmm(ctx.adjs_t[k], y, out=out)
+            if k not in subs_t:
+                sub = ctx.last if k == depth - 1 else row_subset(ctx.adjs[k], rows)
+                subs_t[k] = transposed(sub)
+            return spmm(subs_t[k], y, out=out)
+
         first: torch.Tensor | None = None  # Σ_v ∂L/∂E^(1)_v
-        zero: torch.Tensor | None = None  # Σ_v w_0 ∂L/∂E_v
+        first_compact = False
+        zero: torch.Tensor | None = None  # Σ_v w_0 ∂L/∂E_v (at the rows, with `rows`)
         for v in range(len(grads) // 2):
-            g = _joined(grads[2 * v : 2 * v + 2], ctx.shape)
+            g = _joined(grads[2 * v : 2 * v + 2], ctx.out_shape)
             if g is None:
                 continue
             y: torch.Tensor | None = None
+            compact = False
             for k in range(depth, 0, -1):  # Horner down to layer 1, as _LayerSum
                 if y is not None:  # Â_{k+1}ᵀ; the first view's layer 1 keeps its own memory
                     own = k == 1 and first is None
-                    y = spmm(ctx.adjs_t[k], y, out=None if own else _scratch(y, k))
+                    out = None if own else _scratch(y, k, (n, y.shape[1]))
+                    y, compact = product_t(k, y, compact, out), False
                 if weights[k] != 0:
-                    y = _add_scaled(y, g, weights[k])
+                    if y is None:
+                        y, compact = _add_scaled(None, g, weights[k]), rows is not None
+                    elif compact or rows is None:
+                        y = _add_scaled(y, g, weights[k])
+                    else:  # g is y's rows `rows`
+                        y.index_copy_(0, rows, y.index_select(0, rows).add_(g, alpha=weights[k]))
             if y is not None:
-                first = y if first is None else first.add_(y)
+                if first is None:
+                    first, first_compact = y, compact
+                else:  # one layer (depth 1) at the rows: every view's y is [M, d]
+                    first.add_(y)
             if weights[0] != 0:
                 zero = _add_scaled(zero, g, weights[0])
-        y0 = None if first is None else spmm(ctx.adjs_t[0], first)
+        y0 = None if first is None else product_t(0, first, first_compact, None)
         if zero is not None:
-            y0 = zero if y0 is None else y0.add_(zero)
+            if y0 is None:
+                y0 = zero if rows is None else _whole(zero, rows, n)
+            elif rows is None:
+                y0.add_(zero)
+            else:
+                y0.index_copy_(0, rows, y0.index_select(0, rows).add_(zero))
         if y0 is None:
-            return (None,) * 6
+            return (None,) * 7
         n_users = ctx.shape[0]
-        return (y0[:n_users], y0[n_users:], None, None, None, None)
+        return (y0[:n_users], y0[n_users:], None, None, None, None, None)
 
 
 def _joined(
@@ -241,6 +342,7 @@ def _apply(
     adjs_t: Sequence[torch.Tensor] | None,
     taps: Sequence[int],
     noises: Sequence[Noise | None],
+    rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ...]:
     if len(weights) != len(adjs) + 1:
         raise ValueError(f"{len(adjs)} layers need {len(adjs) + 1} weights, got {len(weights)}")
@@ -252,6 +354,7 @@ def _apply(
         [float(w) for w in weights],
         list(taps),
         list(noises),
+        rows,
     )
 
 
@@ -263,8 +366,17 @@ def layer_sum(
     adjs_t: Sequence[torch.Tensor] | None = None,
     taps: Sequence[int] = (),
     noise: Noise | None = None,
+    rows: torch.Tensor | None = None,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
-    """``E = Σ_k w_k E^(k)`` split into users and items, and the tapped layers ``E^(k)``.
+    """``E = Σ_k w_k E^(k)`` split into users and items, and the tapped layers ``E^(k)``, at
+    every node or at ``rows`` only.
+
+    With ``rows`` (a training step reads its batch's nodes only) the last layer is one product
+    over those rows of ``Â_K`` (:func:`~sslrec.graph.rows.row_subset`), the backward's first
+    one a product with their transpose, and the sums of layers run over the rows: on gowalla's
+    batches ~16% of the edges, and values and gradients equal the full encoder's bit for bit.
+    It pays where the rows hold at most about half of ``Â_K``'s entries
+    (:func:`~sslrec.graph.rows.worth_restricting`).
 
     Args:
         x_users: ``[U, d]`` layer-0 user rows (the embedding table).
@@ -275,13 +387,20 @@ def layer_sum(
         taps: layers ``k`` (``0..K``) returned as well, with gradients.
         noise: ``noise(x, out)`` (:data:`Noise`), which adds SimGCL's noise to each layer's
             output before the next layer propagates it; the backward takes its gradient as zero.
+            With ``rows``, it must take ``at`` (the last layer's rows).
+        rows: ``[M]`` sorted, distinct int64 node ids (users ``0..U-1``, items ``U + i``) on
+            ``adjs``' device, with at least one layer; ``None``: every node.
 
     Returns:
-        ``((users [U, d], items [I, d]), [(tap users, tap items), ...])``.
+        ``((users [U, d], items [I, d]), [(tap users, tap items), ...])``; with ``rows``, each
+        ``[M_u, d]`` and ``[M_i, d]``: the rows of ``rows``' users and items, in its order
+        (but a tap of layer 0, the embedding tables themselves, whole).
     """
     if any(not 0 <= k <= len(adjs) for k in taps):
         raise ValueError(f"taps must be layers 0..{len(adjs)}, got {list(taps)}")
-    out = _apply(x_users, x_items, adjs, weights, adjs_t, taps, [noise])
+    if rows is not None and not adjs:
+        raise ValueError("rows needs at least one layer")
+    out = _apply(x_users, x_items, adjs, weights, adjs_t, taps, [noise], rows)
     final = (out[0], out[1])
     tapped = [(out[2 + 2 * j], out[3 + 2 * j]) for j in range(len(taps))]
     return final, tapped
@@ -295,6 +414,7 @@ def layer_sum_views(
     noises: Sequence[Noise | None],
     adjs_t: Sequence[torch.Tensor] | None = None,
     layout: str = "wide",
+    rows: torch.Tensor | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """:func:`layer_sum` for ``V`` views of the same ``E^(0)`` that differ only in their noise
     (SimGCL's clean and two noisy encoders), as one autograd node.
@@ -315,12 +435,17 @@ def layer_sum_views(
         noises: ``V`` noises as ``noise`` of :func:`layer_sum` (``None``: a clean view),
             each given its view's ``[N, d]``.
         layout: ``wide`` or ``shared``.
+        rows: as :func:`layer_sum`: every view at those nodes only (``shared`` layout only; each
+            noise must take ``at``).
 
     Returns:
-        ``[(users [U, d], items [I, d]), ...]``, one per view.
+        ``[(users [U, d], items [I, d]), ...]``, one per view; with ``rows``, ``[M_u, d]`` and
+        ``[M_i, d]`` each.
     """
     if not noises:
         raise ValueError("layer_sum_views needs at least one view")
+    if rows is not None and layout != "shared":
+        raise ValueError("rows need the shared layout")
     if layout == "wide":
         out = _apply(x_users, x_items, adjs, weights, adjs_t, (), noises)
     elif layout == "shared":
@@ -336,6 +461,7 @@ def layer_sum_views(
             list(adjs if adjs_t is None else adjs_t),
             [float(w) for w in weights],
             list(noises),
+            rows,
         )
     else:
         raise ValueError(f"layout must be wide or shared, got {layout!r}")

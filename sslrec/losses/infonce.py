@@ -7,12 +7,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from sslrec.graph.rows import Rows, take
 from sslrec.losses.tiled import tiled_logsumexp
 
 
 def info_nce(
-    view1: torch.Tensor,
-    view2: torch.Tensor,
+    view1: torch.Tensor | Rows,
+    view2: torch.Tensor | Rows,
     anchors: torch.Tensor,
     temperature: float,
     negatives: str = "all",
@@ -23,7 +24,9 @@ def info_nce(
     """``Σ_a −log( exp(s(a₁, a₂)/τ) / Σ_{b ∈ N} exp(s(a₁, b₂)/τ) )`` with ``s`` the cosine.
 
     Args:
-        view1, view2: ``[N, d]`` the two views of all ``N`` nodes of one kind (users or items).
+        view1, view2: ``[N, d]`` the two views of all ``N`` nodes of one kind (users or items);
+            either may be the :class:`~sslrec.graph.rows.Rows` that hold the anchors, ``view2``
+            only with ``in_batch`` negatives (``all`` takes every row of it).
         anchors: ``[B]`` int64 node ids in the batch.
         temperature: ``τ``.
         negatives: ``all``: anchors are the batch ids as given (duplicates included: the fused
@@ -51,6 +54,8 @@ def info_nce(
         raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    if negatives == "all" and isinstance(view2, Rows):
+        raise ValueError("negatives='all' needs view2 as a whole [N, d] table, not some Rows")
     if negatives == "in_batch" and anchors.device.type != "cpu":
         # torch.unique's output size is data-dependent: on an accelerator it syncs the host
         return _in_batch_masked(view1, view2, anchors, temperature, reduction, precision)
@@ -64,8 +69,8 @@ def info_nce(
         # accelerators, where torch.unique's data-dependent size would sync with the host.
         anchors, counts = torch.unique(anchors, return_counts=True)
     # 1/τ is folded into the [B, d] anchors rather than applied to the [B, N] logits block.
-    a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
-    p = F.normalize(F.embedding(anchors, view2), dim=-1)
+    a = F.normalize(take(view1, anchors), dim=-1) / temperature
+    p = F.normalize(take(view2, anchors), dim=-1)
     candidates = p if negatives == "in_batch" else F.normalize(view2, dim=-1)
     a_lp, c_lp = (a, candidates) if precision == "fp32" else (a.bfloat16(), candidates.bfloat16())
     weights = None if counts is None else counts.to(a.dtype)
@@ -92,8 +97,8 @@ def first_occurrence(ids: torch.Tensor) -> torch.Tensor:
 
 
 def _in_batch_masked(
-    view1: torch.Tensor,
-    view2: torch.Tensor,
+    view1: torch.Tensor | Rows,
+    view2: torch.Tensor | Rows,
     anchors: torch.Tensor,
     temperature: float,
     reduction: str,
@@ -103,8 +108,8 @@ def _in_batch_masked(
     masked out as anchors and as candidates, so the value equals the unique-id form (up to
     summation order) with shapes that do not depend on the data."""
     keep = first_occurrence(anchors)
-    a = F.normalize(F.embedding(anchors, view1), dim=-1) / temperature
-    p = F.normalize(F.embedding(anchors, view2), dim=-1)
+    a = F.normalize(take(view1, anchors), dim=-1) / temperature
+    p = F.normalize(take(view2, anchors), dim=-1)
     dt = torch.bfloat16 if precision == "bf16" else a.dtype
     logits = (a.to(dt) @ p.to(dt).t()).to(a.dtype).masked_fill(~keep[None, :], float("-inf"))
     loss = (torch.logsumexp(logits, dim=1) - (a * p).sum(-1)) * keep
@@ -143,15 +148,16 @@ class InfoNCEHead:
 
     def __call__(
         self,
-        view1: tuple[torch.Tensor, torch.Tensor],
-        view2: tuple[torch.Tensor, torch.Tensor],
+        view1: tuple[torch.Tensor | Rows, torch.Tensor | Rows],
+        view2: tuple[torch.Tensor | Rows, torch.Tensor | Rows],
         users: torch.Tensor,
         items: torch.Tensor,
     ) -> torch.Tensor:
         """``InfoNCE(users) + InfoNCE(items)``.
 
         Args:
-            view1, view2: ``(users [U, d], items [I, d])`` of each view.
+            view1, view2: ``(users [U, d], items [I, d])`` of each view, or the
+                :class:`~sslrec.graph.rows.Rows` that hold the anchors (:func:`info_nce`).
             users: ``[B]`` batch users (user-side anchors).
             items: ``[B]`` batch positive items (item-side anchors).
         """

@@ -17,6 +17,7 @@ from torch import nn
 
 from sslrec.data.sampling import Batch
 from sslrec.evaluation.scoring import InnerProductScorer, Scorer
+from sslrec.graph.rows import Rows, take
 from sslrec.losses import BPRLoss, L2Reg, RankingBatch, RankingLoss, Term
 
 
@@ -138,15 +139,14 @@ class EmbeddingRecommender(Recommender):
         return self.ranking_terms(*self.propagate(), batch)
 
     def ranking_terms(
-        self, user_all: torch.Tensor, item_all: torch.Tensor, batch: Batch
+        self, user_all: torch.Tensor | Rows, item_all: torch.Tensor | Rows, batch: Batch
     ) -> dict[str, Term]:
         """The ranking loss's terms on ``batch`` scored with ``user_all`` ``[U, d]`` and
-        ``item_all`` ``[I, d]``, then ``reg`` (an SSL model adds its term with :func:`with_ssl`).
+        ``item_all`` ``[I, d]`` (or their :class:`~sslrec.graph.rows.Rows` that hold the
+        batch's), then ``reg`` (an SSL model adds its term with :func:`with_ssl`).
         """
-        # F.embedding, not user_all[users]: indexing's CPU backward (index_put_ with
-        # accumulate) sums duplicate rows in a thread-dependent order; this one is deterministic.
-        u = F.embedding(batch.users, user_all)
-        p, n = F.embedding(batch.pos, item_all), F.embedding(batch.neg, item_all)
+        u = take(user_all, batch.users)
+        p, n = take(item_all, batch.pos), take(item_all, batch.neg)
         ranked = RankingBatch(
             pos_scores=(u * p).sum(-1),
             neg_scores=_dot(u, n),

@@ -11,10 +11,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from sslrec.data.sampling import Batch
 from sslrec.graph.adjacency import reweighted_adjacency
 from sslrec.graph.layer_sum import layer_sum, layer_sum_views
+from sslrec.graph.rows import Rows, worth_restricting
 from sslrec.graph.spmm import symmetric_spmm, transposed_spmm
-from sslrec.losses import BPRLoss, L2Reg, RankingLoss
+from sslrec.losses import BPRLoss, L2Reg, RankingLoss, Term
 from sslrec.models.base import EmbeddingRecommender
 
 #: LightGCN++'s ``+1e-12`` in ``x / (‖x‖ + ε)`` (code/model.py, ``computer``)
@@ -252,7 +254,8 @@ class LightGCN(EmbeddingRecommender):
         self,
         perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None],
         layout: str = "wide",
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        rows: torch.Tensor | None = None,
+    ) -> list[tuple[torch.Tensor | Rows, torch.Tensor | Rows]]:
         """The final representations ``(users [U, d], items [I, d])`` of ``V`` views over the
         training graph.
 
@@ -263,20 +266,34 @@ class LightGCN(EmbeddingRecommender):
         common first product taken once (the values and draws of separate :meth:`encode`
         calls, two products fewer per extra view). Otherwise autograd through
         :meth:`layers_of_views`, fused for ``wide``.
+
+        ``rows`` as :meth:`encode`: every view's tables are then
+        :class:`~sslrec.graph.rows.Rows`, computed at those rows in the ``shared`` layout
+        (where every perturbation has ``noise_at_rows``), read from the whole tables otherwise.
         """
+        at_rows = (
+            rows is not None
+            and layout == "shared"
+            and all(getattr(p, "noise_at_rows", True) for p in perturbs)
+        )
         if self.num_layers == 0 or not self._linear(perturbs):
             views = self.layers_of_views(perturbs, fused=layout == "wide")
-            return [self.split(self.combine(v)) for v in views]
-        adjs, adjs_t = self._training_graph(self.num_layers)
-        return layer_sum_views(
-            self.user_embedding.weight,
-            self.item_embedding.weight,
-            adjs,
-            list(self.host_weights),
-            [_additive_noise(p) for p in perturbs],
-            adjs_t,
-            layout,
-        )
+            finals = [self.split(self.combine(v)) for v in views]
+        else:
+            adjs, adjs_t = self._training_graph(self.num_layers)
+            finals = layer_sum_views(
+                self.user_embedding.weight,
+                self.item_embedding.weight,
+                adjs,
+                list(self.host_weights),
+                [_additive_noise(p) for p in perturbs],
+                adjs_t,
+                layout,
+                rows if at_rows else None,
+            )
+            if at_rows:
+                return [self._held(f, rows) for f in finals]
+        return [self._rows_of(f, [], (), rows)[0] for f in finals]
 
     def _linear(self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None]) -> bool:
         """Whether the encoder is linear in ``E^(0)`` under ``perturbs``: no ``layer_norm``,
@@ -301,7 +318,11 @@ class LightGCN(EmbeddingRecommender):
         perturb: Callable[[torch.Tensor], torch.Tensor] | None = None,
         taps: Sequence[int] = (),
         depth: int | None = None,
-    ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
+        rows: torch.Tensor | None = None,
+    ) -> tuple[
+        tuple[torch.Tensor | Rows, torch.Tensor | Rows],
+        list[tuple[torch.Tensor | Rows, torch.Tensor | Rows]],
+    ]:
         """The final representation ``Σ_k w_k E^(k)`` as ``(users [U, d], items [I, d])``, and
         the layers ``taps`` likewise; arguments as :meth:`layers` (layers past ``K`` weigh 0).
 
@@ -309,12 +330,19 @@ class LightGCN(EmbeddingRecommender):
         where the encoder is linear: without ``layer_norm`` and with an additive ``perturb``
         (``perturb.additive``); otherwise autograd through :meth:`layers`. Both give the same
         values up to float rounding (tested).
+
+        ``rows`` (``[M]`` sorted distinct node ids, :meth:`node_rows`) asks for those nodes
+        only: each table is then :class:`~sslrec.graph.rows.Rows` (but a tap of layer 0, the
+        embedding tables, whole). The linear encoder computes its last layer at those rows only
+        (a ``perturb`` that can, ``noise_at_rows``, draws the whole layer's noise and adds its
+        rows), with the same values and gradients (bit for bit at ``d = 64``:
+        ``tests/test_rows.py``); otherwise the rows are read from the whole tables.
         """
         depth = self.num_layers if depth is None else depth
         if not self._linear([perturb]):
             layers = self.layers(adjacency, perturb, depth)
             final = self.split(self.combine(layers[: self.num_layers + 1]))
-            return final, [self.split(layers[k]) for k in taps]
+            return self._rows_of(final, [self.split(layers[k]) for k in taps], taps, rows)
         self._refuse_explicit_graph(adjacency)
         if adjacency is None:
             adjs, adjs_t = self._training_graph(depth)
@@ -322,15 +350,66 @@ class LightGCN(EmbeddingRecommender):
             adjs = list(adjacency) if isinstance(adjacency, Sequence) else [adjacency] * depth
             adjs_t = None
         weights = list(self.host_weights) + [0.0] * (len(adjs) - self.num_layers)
-        return layer_sum(
-            self.user_embedding.weight,
-            self.item_embedding.weight,
-            adjs,
-            weights,
-            adjs_t,
-            taps,
-            _additive_noise(perturb),
-        )
+        x_users, x_items = self.user_embedding.weight, self.item_embedding.weight
+        noise = _additive_noise(perturb)
+        if rows is None or not adjs or not getattr(perturb, "noise_at_rows", True):
+            final, tapped = layer_sum(x_users, x_items, adjs, weights, adjs_t, taps, noise)
+            return self._rows_of(final, tapped, taps, rows)
+        final, tapped = layer_sum(x_users, x_items, adjs, weights, adjs_t, taps, noise, rows)
+        return self._held(final, rows), [
+            t if k == 0 else self._held(t, rows) for k, t in zip(taps, tapped, strict=True)
+        ]
+
+    def _held(
+        self, pair: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor
+    ) -> tuple[Rows, Rows]:
+        """``([M_u, d], [M_i, d])`` computed at ``rows`` (sorted: users first) as two
+        :class:`~sslrec.graph.rows.Rows`."""
+        m_users = pair[0].shape[0]
+        return Rows(pair[0], rows[:m_users]), Rows(pair[1], rows[m_users:] - self.n_users)
+
+    def _rows_of(
+        self,
+        final: tuple[torch.Tensor, torch.Tensor],
+        tapped: list[tuple[torch.Tensor, torch.Tensor]],
+        taps: Sequence[int],
+        rows: torch.Tensor | None,
+    ) -> tuple[
+        tuple[torch.Tensor | Rows, torch.Tensor | Rows],
+        list[tuple[torch.Tensor | Rows, torch.Tensor | Rows]],
+    ]:
+        """Whole tables as :meth:`encode` returns them for ``rows`` (``None``: unchanged)."""
+        if rows is None:
+            return final, tapped  # type: ignore[return-value]
+        is_user = rows < self.n_users
+        user_ids, item_ids = rows[is_user], rows[~is_user] - self.n_users
+
+        def pick(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[Rows, Rows]:
+            return (
+                Rows(pair[0].index_select(0, user_ids), user_ids),
+                Rows(pair[1].index_select(0, item_ids), item_ids),
+            )
+
+        return pick(final), [t if k == 0 else pick(t) for k, t in zip(taps, tapped, strict=True)]
+
+    def node_rows(self, users: torch.Tensor, *items: torch.Tensor) -> torch.Tensor | None:
+        """``[M]`` the sorted distinct node ids of ``users`` and ``items`` (any shapes; item
+        ``i`` is node ``U + i``), for :meth:`encode`'s ``rows``; ``None`` (every node) where
+        that would not pay: off the CPU (``torch.unique``'s data-dependent size would wait for
+        the device), without layers, or where the rows hold over half the training graph's
+        edges (:func:`~sslrec.graph.rows.worth_restricting`; lastfm's batches of 2,048 hold 70%).
+        """
+        if users.device.type != "cpu" or self.num_layers == 0:
+            return None
+        ids = [users.reshape(-1)] + [i.reshape(-1) + self.n_users for i in items]
+        rows = torch.unique(torch.cat(ids))
+        return rows if worth_restricting(self.adjacency, rows) else None
+
+    def loss(self, batch: Batch) -> dict[str, Term]:
+        """The ranking loss and L2 on one batch, the encoder run for the batch's nodes only
+        (:meth:`encode` with ``rows``)."""
+        rows = self.node_rows(batch.users, batch.pos, batch.neg)
+        return self.ranking_terms(*self.encode(rows=rows)[0], batch)
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode()[0]

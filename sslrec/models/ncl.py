@@ -143,8 +143,13 @@ class NCL(LightGCN):
 
     def loss(self, batch: Batch) -> dict[str, Term]:
         """``bpr``, ``ssl`` (``L_S^U + α L_S^I``, weight ``ssl_reg``), ``proto``
-        (``L_P^U + L_P^I``, weight ``proto_reg``; 0 during the warm-up) and ``reg``."""
-        final, (ego, context) = self.encode(depth=self.depth, taps=(0, 2 * self.hyper_layers))
+        (``L_P^U + L_P^I``, weight ``proto_reg``; 0 during the warm-up) and ``reg``; the final
+        and context layers at the batch's nodes only (:meth:`LightGCN.encode` with ``rows``),
+        the ego layer whole (every node is a negative)."""
+        rows = self.node_rows(batch.users, batch.pos, batch.neg)
+        final, (ego, context) = self.encode(
+            depth=self.depth, taps=(0, 2 * self.hyper_layers), rows=rows
+        )
         terms = self.ranking_terms(*final, batch)
         ssl = self.structure_loss(ego, context, batch)
         terms = with_ssl(terms, ssl, self.ssl_reg)

@@ -67,10 +67,17 @@ class SGL(LightGCN):
             self.views = (self.draw_view(), self.draw_view())
 
     def loss(self, batch: Batch) -> dict[str, Term]:
-        """The ranking terms, ``ssl`` (the unweighted InfoNCE sum, weight ``λ``) and ``reg``."""
-        terms = self.ranking_terms(*self.propagate(), batch)
+        """The ranking terms, ``ssl`` (the unweighted InfoNCE sum, weight ``λ``) and ``reg``.
+
+        The clean encoder runs for the batch's nodes and view 1 for the anchors only (view 2
+        gives every node as a negative): :meth:`LightGCN.encode` with ``rows``.
+        """
+        rows = self.node_rows(batch.users, batch.pos, batch.neg)
+        terms = self.ranking_terms(*self.encode(rows=rows)[0], batch)
         if self.regenerate == "batch" or self.views is None:
             self.views = (self.draw_view(), self.draw_view())
-        v1, v2 = (self.encode(v)[0] for v in self.views)
+        anchors = self.node_rows(batch.users, batch.pos)
+        v1 = self.encode(self.views[0], rows=anchors)[0]
+        v2 = self.encode(self.views[1])[0]
         ssl = self.head(v1, v2, batch.users, batch.pos)
         return with_ssl(terms, ssl, self.ssl_weight)

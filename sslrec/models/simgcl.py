@@ -57,8 +57,14 @@ class SimGCL(LightGCN):
         self.head = head
 
     def loss(self, batch: Batch) -> dict[str, Term]:
+        """The ranking terms, ``ssl`` and ``reg``; with in-batch negatives (official) every view
+        runs for the batch's nodes only (:meth:`LightGCN.encode_views` with ``rows``)."""
         perturbs = [None, self.noise, self.noise]
-        clean, noisy1, noisy2 = self.encode_views(perturbs, "wide" if self.fused else "shared")
+        rows = None
+        if self.head.negatives == "in_batch":  # `all` reads every row of view 2
+            rows = self.node_rows(batch.users, batch.pos, batch.neg)
+        layout = "wide" if self.fused else "shared"
+        clean, noisy1, noisy2 = self.encode_views(perturbs, layout, rows)
         terms = self.ranking_terms(*clean, batch)
         ssl = self.head(noisy1, noisy2, batch.users, batch.pos)
         return with_ssl(terms, ssl, self.ssl_weight)

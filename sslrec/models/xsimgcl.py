@@ -51,7 +51,12 @@ class XSimGCL(LightGCN):
         self.head = head
 
     def loss(self, batch: Batch) -> dict[str, Term]:
-        final, (cl,) = self.encode(perturb=self.noise, taps=(self.cl_layer,))
+        """The ranking terms, ``ssl`` and ``reg``; with in-batch negatives (official) the
+        encoder runs for the batch's nodes only (:meth:`LightGCN.encode` with ``rows``)."""
+        rows = None
+        if self.head.negatives == "in_batch":  # `all` reads every row of layer l*
+            rows = self.node_rows(batch.users, batch.pos, batch.neg)
+        final, (cl,) = self.encode(perturb=self.noise, taps=(self.cl_layer,), rows=rows)
         terms = self.ranking_terms(*final, batch)
         ssl = self.head(final, cl, batch.users, batch.pos)
         return with_ssl(terms, ssl, self.ssl_weight)
