@@ -506,3 +506,50 @@ def test_all_node_negatives_keep_the_whole_view(graph, model_name):
     held = Rows(torch.zeros(2, 3), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="needs view2 as a whole"):
         info_nce(held, held, torch.tensor([0, 1]), 0.2, "all")
+
+
+def test_layer_sum_at_rows_with_a_graph_per_layer(graph):
+    """SGL-RW's views: another graph at every layer; the last layer's rows are the last
+    graph's, and a zero-weight top layer makes the backward start at a lower graph's rows."""
+    from sslrec.augment import RandomWalk
+
+    ut, it, _ = graph
+    torch.manual_seed(2)
+    adjs = RandomWalk(0.3)(ut, it, NU, NI, 3)
+    assert len(adjs) == 3 and not torch.equal(adjs[0].to_dense(), adjs[2].to_dense())
+    rows = torch.unique(torch.cat([torch.arange(7), NU + torch.arange(5)]))
+    m_users = int((rows < NU).sum())
+    ids = (rows[:m_users], rows[m_users:] - NU)
+
+    def held(table, wanted):
+        return Rows(table, ids[0 if table.shape[0] == m_users else 1]).take(wanted)
+
+    for weights in ([0.25, 0.25, 0.25, 0.25], [0.4, 0.3, 0.3, 0.0]):
+        xu, xi = _leaves(4)
+        full = layer_sum(xu, xi, adjs, weights)
+        ref = _objective(full[0], [], take)
+        ref_grads = torch.autograd.grad(ref, (xu, xi))
+        part = layer_sum(xu, xi, adjs, weights, rows=rows)
+        got = _objective(part[0], [], held)
+        assert torch.equal(got, ref)
+        for g, r in zip(torch.autograd.grad(got, (xu, xi)), ref_grads, strict=True):
+            assert torch.equal(g, r)
+
+
+def test_sgl_rw_loss_with_view1_at_the_anchors_equals_the_whole_encoders(graph, monkeypatch):
+    from sslrec.augment import RandomWalk
+
+    ut, it, adj = graph
+    torch.manual_seed(0)
+    model = SGL(
+        train_users=ut,
+        train_items=it,
+        augmenter=RandomWalk(0.2),
+        n_users=NU,
+        n_items=NI,
+        adjacency=adj,
+        embedding_dim=D,
+        num_layers=3,
+    )
+    model.start_epoch()
+    _assert_same_with_and_without_rows(model, monkeypatch)
