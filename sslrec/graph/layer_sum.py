@@ -90,7 +90,11 @@ class _LayerSum(torch.autograd.Function):
             """Layer ``k``'s rows that are returned."""
             return layer if rows is None or k == depth else layer.index_select(0, rows)
 
-        x = torch.cat([x_users, x_items])
+        # E^(0) is read by the first product and the sums only, unless it is returned: then it
+        # can take the scratch buffer that layer 2 writes next (a fresh [N, d] page-faults)
+        n = n_users + x_items.shape[0]
+        own = views > 1 or 0 in taps
+        x = torch.cat([x_users, x_items], out=None if own else _scratch(x_users, 0, (n, d)))
         if views > 1:  # the views side by side: one wide sparse product per layer
             x = x.repeat(1, views)
         acc = _add_scaled(None, pick(x, 0), weights[0]) if weights[0] != 0 else None
@@ -107,7 +111,7 @@ class _LayerSum(torch.autograd.Function):
                 if noise is None:
                     continue
                 if k == depth and rows is not None:  # the whole layer's draws, at the rows
-                    noise(x, x, at=(rows, ctx.shape[0] + ctx.shape[1]))
+                    noise(x, x, at=(rows, n))
                 else:  # x is this product's fresh output
                     part = x[:, v * d : (v + 1) * d] if views > 1 else x
                     noise(part, part)
@@ -223,7 +227,10 @@ class _SharedFirstLayer(torch.autograd.Function):
         def pick(layer: torch.Tensor, k: int) -> torch.Tensor:
             return layer if rows is None or k == depth else layer.index_select(0, rows)
 
-        x0 = torch.cat([x_users, x_items])
+        # E^(0) outlives the first product only where the sums read it (as _LayerSum's)
+        x0 = torch.cat(
+            [x_users, x_items], out=None if weights[0] != 0 else _scratch(x_users, 0, (n, d))
+        )
         first = product(1, x0, None)  # its own memory: every view starts from it
         outs: list[torch.Tensor] = []
         for noise in noises:  # view by view, as separate encoders draw
