@@ -553,3 +553,46 @@ def test_sgl_rw_loss_with_view1_at_the_anchors_equals_the_whole_encoders(graph, 
     )
     model.start_epoch()
     _assert_same_with_and_without_rows(model, monkeypatch)
+
+
+def test_layer_sum_ego_rows_are_layer_0_at_the_rows_with_the_tables_gradient(graph):
+    """The L2 term read from ``ego_rows`` gives the gradient it gives read from the tables
+    (whose F.embedding gradients autograd adds after the encoder's), bit for bit."""
+    adj = graph[2]
+    rows = torch.unique(torch.cat([torch.arange(7), NU + torch.arange(5)]))
+    m_users = int((rows < NU).sum())
+    ids = (rows[:m_users], rows[m_users:] - NU)
+    users, pos, neg = torch.tensor([0, 3, 3, 6]), torch.tensor([1, 4, 4, 0]), torch.tensor([2, 2])
+    weights = [0.25, 0.25, 0.25, 0.25]
+
+    def loss(final, ego, pick_final, pick_ego):
+        score = (pick_final(final[0], 0, users) * pick_final(final[1], 1, pos)).sum()
+        l2 = pick_ego(ego[0], 0, users).pow(2).sum() + pick_ego(ego[1], 1, pos).pow(2).sum()
+        return score + 0.3 * (l2 + pick_ego(ego[1], 1, neg).pow(2).sum())
+
+    xu, xi = _leaves(6)
+    whole, _ = layer_sum(xu, xi, [adj] * 3, weights)
+    ref = loss(whole, (xu, xi), lambda t, s, w: take(t, w), lambda t, s, w: take(t, w))
+    ref_grads = torch.autograd.grad(ref, (xu, xi))
+    final, (ego,) = layer_sum(xu, xi, [adj] * 3, weights, rows=rows, ego_rows=True)
+    assert torch.equal(ego[0], xu[ids[0]]) and torch.equal(ego[1], xi[ids[1]])
+
+    def held(t, side, w):
+        return Rows(t, ids[side]).take(w)
+
+    got = loss(final, ego, held, held)
+    assert torch.equal(got, ref)
+    for g, r in zip(torch.autograd.grad(got, (xu, xi)), ref_grads, strict=True):
+        assert torch.equal(g, r)
+    with pytest.raises(ValueError, match="ego_rows needs rows"):
+        layer_sum(xu, xi, [adj], [0.5, 0.5], ego_rows=True)
+
+
+def test_lightgcn_reads_its_l2_rows_through_the_encoder(graph):
+    torch.manual_seed(0)
+    model = LightGCN(NU, NI, graph[2], embedding_dim=D, num_layers=2)
+    rows = model.node_rows(BATCH.users, BATCH.pos, BATCH.neg)
+    _, (ego,) = model.encode(rows=rows, ego=True)
+    assert isinstance(ego[0], Rows) and isinstance(ego[1], Rows)
+    _, (tables,) = model.encode(ego=True)  # every row: the tables themselves
+    assert tables[0] is model.user_embedding.weight and tables[1] is model.item_embedding.weight

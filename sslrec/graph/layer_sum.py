@@ -73,9 +73,11 @@ class _LayerSum(torch.autograd.Function):
         taps: Sequence[int],
         noises: Sequence[Noise | None],
         rows: torch.Tensor | None,
+        ego_rows: bool,
     ) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         ctx.adjs, ctx.adjs_t, ctx.weights, ctx.taps = adjs, adjs_t, weights, taps
+        ctx.ego_rows = ego_rows
         n_users, d, views = x_users.shape[0], x_users.shape[1], len(noises)
         ctx.shape = (n_users, x_items.shape[0], d)
         ctx.views, ctx.rows = views, rows
@@ -97,7 +99,9 @@ class _LayerSum(torch.autograd.Function):
         x = torch.cat([x_users, x_items], out=None if own else _scratch(x_users, 0, (n, d)))
         if views > 1:  # the views side by side: one wide sparse product per layer
             x = x.repeat(1, views)
-        acc = _add_scaled(None, pick(x, 0), weights[0]) if weights[0] != 0 else None
+        # layer 0 at the rows, read before layer 2 overwrites a scratch E^(0)
+        ego = pick(x, 0) if ego_rows or weights[0] != 0 else None
+        acc = _add_scaled(None, ego, weights[0]) if weights[0] != 0 else None
         tapped = {0: x} if 0 in taps else {}  # layer 0 is returned whole: it costs nothing
         for k, adj in enumerate(adjs, start=1):
             if k == depth and ctx.last is not None:  # [M, d]
@@ -121,8 +125,11 @@ class _LayerSum(torch.autograd.Function):
                 tapped[k] = pick(x, k)
         if acc is None:
             acc = torch.zeros_like(pick(x, depth))
+        blocks = [(-1, acc)] + [(k, tapped[k]) for k in taps]
+        if ego_rows:  # after the taps
+            blocks.append((-1, ego))
         outs: list[torch.Tensor] = []
-        for k, block in [(-1, acc)] + [(k, tapped[k]) for k in taps]:
+        for k, block in blocks:
             split = n_users if k == 0 else out_users
             for v in range(views):
                 part = block[:, v * d : (v + 1) * d] if views > 1 else block
@@ -146,6 +153,10 @@ class _LayerSum(torch.autograd.Function):
             tap = _joined(grads[start : start + 2 * views], shape)
             if tap is not None:
                 seeds[k].append((1.0, tap))
+        if ctx.ego_rows:  # last: added after the final's share, as autograd would add it
+            ego = _joined(grads[-2:], ctx.out_shape)
+            if ego is not None:
+                seeds[0].append((1.0, ego))
         n = ctx.shape[0] + ctx.shape[1]
         y: torch.Tensor | None = None
         compact = False  # whether y is [M, d] at `rows` (zero elsewhere)
@@ -169,13 +180,13 @@ class _LayerSum(torch.autograd.Function):
                 else:  # y is rows `rows`, g whole (layer 0's tap)
                     y, compact = _add_scaled(_whole(y, rows, n), g, w), False
         if y is None:
-            return (None,) * 8
+            return (None,) * 9
         if compact:  # no product came after the seeds (no layers)
             y = _whole(y, rows, n)
         if views > 1:  # every view starts from the same E^(0): its gradient is their sum
             y = y.view(y.shape[0], views, -1).sum(1)
         n_users = ctx.shape[0]
-        return (y[:n_users], y[n_users:], None, None, None, None, None, None)
+        return (y[:n_users], y[n_users:], None, None, None, None, None, None, None)
 
 
 def _whole(y: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -350,6 +361,7 @@ def _apply(
     taps: Sequence[int],
     noises: Sequence[Noise | None],
     rows: torch.Tensor | None = None,
+    ego_rows: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     if len(weights) != len(adjs) + 1:
         raise ValueError(f"{len(adjs)} layers need {len(adjs) + 1} weights, got {len(weights)}")
@@ -362,6 +374,7 @@ def _apply(
         list(taps),
         list(noises),
         rows,
+        ego_rows,
     )
 
 
@@ -374,6 +387,7 @@ def layer_sum(
     taps: Sequence[int] = (),
     noise: Noise | None = None,
     rows: torch.Tensor | None = None,
+    ego_rows: bool = False,
 ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[tuple[torch.Tensor, torch.Tensor]]]:
     """``E = Σ_k w_k E^(k)`` split into users and items, and the tapped layers ``E^(k)``, at
     every node or at ``rows`` only.
@@ -397,6 +411,10 @@ def layer_sum(
             With ``rows``, it must take ``at`` (the last layer's rows).
         rows: ``[M]`` sorted, distinct int64 node ids (users ``0..U-1``, items ``U + i``) on
             ``adjs``' device, with at least one layer; ``None``: every node.
+        ego_rows: with ``rows``, one more pair after the taps: layer 0 (the tables) at the
+            rows, for a term on the batch's ego rows (L2): its gradient then joins the
+            encoder's at those rows, last, instead of arriving as a zero-filled ``[U, d]`` or
+            ``[I, d]`` per use.
 
     Returns:
         ``((users [U, d], items [I, d]), [(tap users, tap items), ...])``; with ``rows``, each
@@ -407,9 +425,11 @@ def layer_sum(
         raise ValueError(f"taps must be layers 0..{len(adjs)}, got {list(taps)}")
     if rows is not None and not adjs:
         raise ValueError("rows needs at least one layer")
-    out = _apply(x_users, x_items, adjs, weights, adjs_t, taps, [noise], rows)
+    if ego_rows and rows is None:
+        raise ValueError("ego_rows needs rows")
+    out = _apply(x_users, x_items, adjs, weights, adjs_t, taps, [noise], rows, ego_rows)
     final = (out[0], out[1])
-    tapped = [(out[2 + 2 * j], out[3 + 2 * j]) for j in range(len(taps))]
+    tapped = [(out[2 + 2 * j], out[3 + 2 * j]) for j in range(len(taps) + ego_rows)]
     return final, tapped
 
 

@@ -139,11 +139,16 @@ class EmbeddingRecommender(Recommender):
         return self.ranking_terms(*self.propagate(), batch)
 
     def ranking_terms(
-        self, user_all: torch.Tensor | Rows, item_all: torch.Tensor | Rows, batch: Batch
+        self,
+        user_all: torch.Tensor | Rows,
+        item_all: torch.Tensor | Rows,
+        batch: Batch,
+        ego: tuple[torch.Tensor | Rows, torch.Tensor | Rows] | None = None,
     ) -> dict[str, Term]:
         """The ranking loss's terms on ``batch`` scored with ``user_all`` ``[U, d]`` and
         ``item_all`` ``[I, d]`` (or their :class:`~sslrec.graph.rows.Rows` that hold the
-        batch's), then ``reg`` (an SSL model adds its term with :func:`with_ssl`).
+        batch's), then ``reg`` (an SSL model adds its term with :func:`with_ssl`); ``ego``:
+        the embedding tables (or their rows) the L2 term reads, ``None``: the embeddings.
         """
         u = take(user_all, batch.users)
         p, n = take(item_all, batch.pos), take(item_all, batch.neg)
@@ -157,15 +162,27 @@ class EmbeddingRecommender(Recommender):
             neg_log_q=batch.neg_log_q,
         )
         terms = self.ranking_loss.terms(ranked)
-        terms["reg"] = Term(self.reg_loss(batch, (u, p, n)))
+        propagated = (u, p, n)
+        reg = (
+            self.reg_loss(batch, propagated)
+            if ego is None
+            else self.reg_loss(batch, propagated, ego)
+        )
+        terms["reg"] = Term(reg)
         return terms
 
     def reg_loss(
-        self, batch: Batch, propagated: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+        self,
+        batch: Batch,
+        propagated: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        ego: tuple[torch.Tensor | Rows, torch.Tensor | Rows] | None = None,
     ) -> torch.Tensor:
-        """The L2 term on the batch's ego (layer-0) rows, or on its ``propagated`` rows."""
+        """The L2 term on the batch's ego (layer-0) rows (read from ``ego``, ``None``: the
+        embeddings), or on its ``propagated`` rows."""
         if self.reg.apply_to == "propagated":
             rows = propagated
+        elif ego is not None:
+            rows = (take(ego[0], batch.users), take(ego[1], batch.pos), take(ego[1], batch.neg))
         else:
             rows = (
                 self.user_embedding(batch.users),

@@ -28,6 +28,7 @@ from torch import nn
 
 from sslrec.data.sampling import Batch
 from sslrec.graph import symmetric_spmm
+from sslrec.graph.rows import Rows
 from sslrec.graph.spmm import transposed_spmm
 from sslrec.losses import BPRLoss, L2Reg, RankingLoss, Term
 from sslrec.losses.infonce import first_occurrence
@@ -335,11 +336,14 @@ class LightGCL(LightGCN):
         return (loss * (mask & keep)).sum()
 
     def reg_loss(
-        self, batch: Batch, propagated: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+        self,
+        batch: Batch,
+        propagated: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+        ego: tuple[torch.Tensor | Rows, torch.Tensor | Rows] | None = None,
     ) -> torch.Tensor:
         """``λ₂ Σ_θ ‖θ‖²_F`` over every parameter (official ``param.norm(2).square()``), plus
         the optional batch-row ``reg``."""
         out = self.reg_weight * sum(p.pow(2).sum() for p in self.parameters())
         if self.batch_reg is not None:
-            out = out + super().reg_loss(batch, propagated)
+            out = out + super().reg_loss(batch, propagated, ego)
         return out

@@ -319,12 +319,16 @@ class LightGCN(EmbeddingRecommender):
         taps: Sequence[int] = (),
         depth: int | None = None,
         rows: torch.Tensor | None = None,
+        ego: bool = False,
     ) -> tuple[
         tuple[torch.Tensor | Rows, torch.Tensor | Rows],
         list[tuple[torch.Tensor | Rows, torch.Tensor | Rows]],
     ]:
         """The final representation ``Σ_k w_k E^(k)`` as ``(users [U, d], items [I, d])``, and
         the layers ``taps`` likewise; arguments as :meth:`layers` (layers past ``K`` weigh 0).
+        ``ego``: one more pair after the taps, the embedding tables for a term on the batch's
+        ego rows (L2): with ``rows`` on the one-node encoder their rows, whose gradient joins
+        the encoder's (``layer_sum``'s ``ego_rows``), else the tables themselves.
 
         One autograd node with a Horner backward (:func:`sslrec.graph.layer_sum.layer_sum`)
         where the encoder is linear: without ``layer_norm`` and with an additive ``perturb``
@@ -339,10 +343,12 @@ class LightGCN(EmbeddingRecommender):
         ``tests/test_rows.py``); otherwise the rows are read from the whole tables.
         """
         depth = self.num_layers if depth is None else depth
+        tables = [(self.user_embedding.weight, self.item_embedding.weight)] if ego else []
         if not self._linear([perturb]):
             layers = self.layers(adjacency, perturb, depth)
             final = self.split(self.combine(layers[: self.num_layers + 1]))
-            return self._rows_of(final, [self.split(layers[k]) for k in taps], taps, rows)
+            out = self._rows_of(final, [self.split(layers[k]) for k in taps], taps, rows)
+            return out[0], out[1] + tables
         self._refuse_explicit_graph(adjacency)
         if adjacency is None:
             adjs, adjs_t = self._training_graph(depth)
@@ -354,10 +360,14 @@ class LightGCN(EmbeddingRecommender):
         noise = _additive_noise(perturb)
         if rows is None or not adjs or not getattr(perturb, "noise_at_rows", True):
             final, tapped = layer_sum(x_users, x_items, adjs, weights, adjs_t, taps, noise)
-            return self._rows_of(final, tapped, taps, rows)
-        final, tapped = layer_sum(x_users, x_items, adjs, weights, adjs_t, taps, noise, rows)
+            out = self._rows_of(final, tapped, taps, rows)
+            return out[0], out[1] + tables
+        final, tapped = layer_sum(
+            x_users, x_items, adjs, weights, adjs_t, taps, noise, rows, ego_rows=ego
+        )
+        kinds = [*taps, -1] if ego else list(taps)  # -1: the ego rows
         return self._held(final, rows), [
-            t if k == 0 else self._held(t, rows) for k, t in zip(taps, tapped, strict=True)
+            t if k == 0 else self._held(t, rows) for k, t in zip(kinds, tapped, strict=True)
         ]
 
     def _held(
@@ -407,9 +417,10 @@ class LightGCN(EmbeddingRecommender):
 
     def loss(self, batch: Batch) -> dict[str, Term]:
         """The ranking loss and L2 on one batch, the encoder run for the batch's nodes only
-        (:meth:`encode` with ``rows``)."""
+        (:meth:`encode` with ``rows``; the L2 term's ego rows through it, with ``ego``)."""
         rows = self.node_rows(batch.users, batch.pos, batch.neg)
-        return self.ranking_terms(*self.encode(rows=rows)[0], batch)
+        final, tables = self.encode(rows=rows, ego=self.reg.apply_to == "ego")
+        return self.ranking_terms(*final, batch, tables[-1] if tables else None)
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode()[0]

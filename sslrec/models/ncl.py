@@ -147,10 +147,11 @@ class NCL(LightGCN):
         and context layers at the batch's nodes only (:meth:`LightGCN.encode` with ``rows``),
         the ego layer whole (every node is a negative)."""
         rows = self.node_rows(batch.users, batch.pos, batch.neg)
-        final, (ego, context) = self.encode(
-            depth=self.depth, taps=(0, 2 * self.hyper_layers), rows=rows
+        ego_reg = self.reg.apply_to == "ego"
+        final, (ego, context, *tables) = self.encode(
+            depth=self.depth, taps=(0, 2 * self.hyper_layers), rows=rows, ego=ego_reg
         )
-        terms = self.ranking_terms(*final, batch)
+        terms = self.ranking_terms(*final, batch, tables[0] if tables else None)
         ssl = self.structure_loss(ego, context, batch)
         terms = with_ssl(terms, ssl, self.ssl_reg)
         reg = terms.pop("reg")
