@@ -81,16 +81,10 @@ class _LayerSum(torch.autograd.Function):
         n_users, d, views = x_users.shape[0], x_users.shape[1], len(noises)
         ctx.shape = (n_users, x_items.shape[0], d)
         ctx.views, ctx.rows = views, rows
-        # what is returned: all rows, or those of `rows` ([M], users' before items')
-        out_users = n_users if rows is None else int((rows < n_users).sum())
-        ctx.out_shape = (out_users, ctx.shape[1] if rows is None else len(rows) - out_users, d)
+        # what is returned: all rows, or those of `rows`; the last layer's product at them only
+        out_users = _restrict(ctx, adjs, rows, d)
         depth = len(adjs)
-        # the last layer's product at `rows` only
-        ctx.last = None if rows is None else row_subset(adjs[-1], rows)
-
-        def pick(layer: torch.Tensor, k: int) -> torch.Tensor:
-            """Layer ``k``'s rows that are returned."""
-            return layer if rows is None or k == depth else layer.index_select(0, rows)
+        pick = _picker(rows, depth)
 
         # E^(0) is read by the first product and the sums only, unless it is returned: then it
         # can take the scratch buffer that layer 2 writes next (a fresh [N, d] page-faults)
@@ -175,8 +169,8 @@ class _LayerSum(torch.autograd.Function):
                     y, compact = _add_scaled(None, g, w), at_rows
                 elif compact == at_rows:
                     y = _add_scaled(y, g, w)
-                elif at_rows:  # g is y's rows `rows`: elsewhere y + w·0 is y
-                    y.index_copy_(0, rows, y.index_select(0, rows).add_(g, alpha=w))
+                elif at_rows:  # g is y's rows `rows`
+                    _add_at(y, rows, g, w)
                 else:  # y is rows `rows`, g whole (layer 0's tap)
                     y, compact = _add_scaled(_whole(y, rows, n), g, w), False
         if y is None:
@@ -192,6 +186,32 @@ class _LayerSum(torch.autograd.Function):
 def _whole(y: torch.Tensor, rows: torch.Tensor, n: int) -> torch.Tensor:
     """``[M, d]`` rows ``rows`` of an ``[n, d]`` that is zero elsewhere → that ``[n, d]``."""
     return y.new_zeros(n, y.shape[1]).index_copy_(0, rows, y)
+
+
+def _add_at(y: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, w: float = 1.0) -> None:
+    """``y[rows] += w · g`` in place (``g`` ``[M, d]``): elsewhere ``y + w · 0`` is ``y``."""
+    y.index_copy_(0, rows, y.index_select(0, rows).add_(g, alpha=w))
+
+
+def _restrict(ctx, adjs: Sequence[torch.Tensor], rows: torch.Tensor | None, d: int) -> int:
+    """Record on ``ctx`` what a forward at ``rows`` returns: ``out_shape`` ``(M_u, M_i, d)``
+    (all rows without ``rows``) and ``last``, the last layer's rows of ``Â_K`` (``None``
+    without). Returns ``M_u``, the users among them (``rows`` are sorted: users first)."""
+    n_users, n_items = ctx.shape[0], ctx.shape[1]
+    out_users = n_users if rows is None else int((rows < n_users).sum())
+    ctx.out_shape = (out_users, n_items if rows is None else len(rows) - out_users, d)
+    ctx.last = None if rows is None else row_subset(adjs[-1], rows)
+    return out_users
+
+
+def _picker(rows: torch.Tensor | None, depth: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """``pick(layer, k)``: layer ``k``'s returned rows (the last layer, computed at ``rows``
+    already, whole)."""
+
+    def pick(layer: torch.Tensor, k: int) -> torch.Tensor:
+        return layer if rows is None or k == depth else layer.index_select(0, rows)
+
+    return pick
 
 
 class _SharedFirstLayer(torch.autograd.Function):
@@ -219,10 +239,8 @@ class _SharedFirstLayer(torch.autograd.Function):
         n_users, d, depth = x_users.shape[0], x_users.shape[1], len(adjs)
         n = n_users + x_items.shape[0]
         ctx.shape = (n_users, x_items.shape[0], d)
-        out_users = n_users if rows is None else int((rows < n_users).sum())
-        ctx.out_shape = (out_users, ctx.shape[1] if rows is None else len(rows) - out_users, d)
-        # as _LayerSum: the last layer's product at `rows` only
-        ctx.last = None if rows is None else row_subset(adjs[-1], rows)
+        out_users = _restrict(ctx, adjs, rows, d)  # as _LayerSum
+        pick = _picker(rows, depth)
 
         def product(k: int, x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
             """Layer ``k``'s product: at the rows for the last layer (into fresh memory)."""
@@ -234,9 +252,6 @@ class _SharedFirstLayer(torch.autograd.Function):
             if k == depth and rows is not None:  # the whole layer's draws, at the rows
                 return noise(x, out, at=(rows, n))
             return noise(x, out)
-
-        def pick(layer: torch.Tensor, k: int) -> torch.Tensor:
-            return layer if rows is None or k == depth else layer.index_select(0, rows)
 
         # E^(0) outlives the first product only where the sums read it (as _LayerSum's)
         x0 = torch.cat(
@@ -299,7 +314,7 @@ class _SharedFirstLayer(torch.autograd.Function):
                     elif compact or rows is None:
                         y = _add_scaled(y, g, weights[k])
                     else:  # g is y's rows `rows`
-                        y.index_copy_(0, rows, y.index_select(0, rows).add_(g, alpha=weights[k]))
+                        _add_at(y, rows, g, weights[k])
             if y is not None:
                 if first is None:
                     first, first_compact = y, compact
@@ -314,7 +329,7 @@ class _SharedFirstLayer(torch.autograd.Function):
             elif rows is None:
                 y0.add_(zero)
             else:
-                y0.index_copy_(0, rows, y0.index_select(0, rows).add_(zero))
+                _add_at(y0, rows, zero)
         if y0 is None:
             return (None,) * 7
         n_users = ctx.shape[0]
