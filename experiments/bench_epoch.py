@@ -62,6 +62,9 @@ VARIANTS = {
 # the encoders learnt to run their last layer at the batch's rows only (sslrec.graph.rows)
 for _name in ("lightgcn", "sgl-ed", "simgcl", "xsimgcl"):
     VARIANTS[f"{_name}-whole"] = VARIANTS[_name]
+# LightGCN whose L2 term reads the embedding tables (a zero-filled [U or I, d] gradient per use)
+# instead of the ego rows the encoder returns (layer_sum's ego_rows), as before f753a86
+VARIANTS["lightgcn-l2-tables"] = VARIANTS["lightgcn"]
 DEFAULT = ["propagation", "lightgcn", "sgl-ed", "sgl-ed-block", "simgcl", "xsimgcl"]
 
 
@@ -93,6 +96,13 @@ def _build(args: argparse.Namespace, name: str, data, device: torch.device):
     model = build_model(cfg.model, data, device)
     if name.endswith("-whole"):
         model.node_rows = lambda *ids: None  # an instance attribute shadows the method
+    if name == "lightgcn-l2-tables":
+
+        def tables_loss(batch):
+            rows = model.node_rows(batch.users, batch.pos, batch.neg)
+            return model.ranking_terms(*model.encode(rows=rows)[0], batch)
+
+        model.loss = tables_loss
     opt = make_optimizer(model, TrainerConfig(lr=cfg.trainer.lr))
     sampler = BPRSampler(data.train, cfg.trainer.batch_size, cfg.trainer.sampling, seed=0)
     if name == "propagation":  # the floor: K layers forward + backward, nothing else
