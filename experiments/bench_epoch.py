@@ -19,7 +19,9 @@ on a GPU that is the figure to quote. ``propagation`` is the floor every graph m
 that each ratio is a median of ratios measured seconds apart (:func:`paired`). A ``NAME-whole``
 variant runs NAME's encoders at every node instead of the batch's rows (``node_rows`` off): its
 column ``× its -whole`` compares the two paths in the same cycles, and its ``× LightGCN`` is
-against ``lightgcn-whole`` where that runs too.
+against ``lightgcn-whole`` where that runs too. A ``NAME-one-by-one`` variant draws NAME's noise
+layer by layer instead of announced ahead (``sslrec.augment.noise.DRAW_AHEAD`` off during its
+steps; the same numbers): column ``× its -one-by-one``.
 
     python experiments/bench_epoch.py --paired --threads 1 --variants lightgcn lightgcn-whole \
         sgl-ed sgl-ed-whole simgcl simgcl-whole xsimgcl xsimgcl-whole
@@ -65,6 +67,10 @@ for _name in ("lightgcn", "sgl-ed", "simgcl", "xsimgcl"):
 # LightGCN whose L2 term reads the embedding tables (a zero-filled [U or I, d] gradient per use)
 # instead of the ego rows the encoder returns (layer_sum's ego_rows), as before f753a86
 VARIANTS["lightgcn-l2-tables"] = VARIANTS["lightgcn"]
+# NAME-one-by-one: NAME with its noise drawn layer by layer (``DRAW_AHEAD`` off during its
+# steps), as before the encoders announced their draws (sslrec.augment.noise.drawn_ahead)
+for _name in ("simgcl", "xsimgcl"):
+    VARIANTS[f"{_name}-one-by-one"] = VARIANTS[_name]
 DEFAULT = ["propagation", "lightgcn", "sgl-ed", "sgl-ed-block", "simgcl", "xsimgcl"]
 
 
@@ -122,6 +128,18 @@ def _build(args: argparse.Namespace, name: str, data, device: torch.device):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+    if name.endswith("-one-by-one"):
+        from sslrec.augment import noise
+
+        ahead_step = step
+
+        def step(batch) -> None:  # noqa: F811 (the same step, the draws one by one)
+            noise.DRAW_AHEAD = False
+            try:
+                ahead_step(batch)
+            finally:
+                noise.DRAW_AHEAD = True
 
     t0 = time.perf_counter()
     model.start_epoch()
@@ -231,9 +249,9 @@ def paired(args: argparse.Namespace) -> None:
     )
     print(
         "| variant | median s/step | × LightGCN (median of cycles, quartiles) | × propagation "
-        "| × its -whole |"
+        "| × its -whole | × its -one-by-one |"
     )
-    print("|---|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|")
 
     def ratio(name: str, ref: str) -> str:
         if ref not in times or ref == name:
@@ -248,7 +266,7 @@ def paired(args: argparse.Namespace) -> None:
         print(
             f"| {name} | {statistics.median(times[name]):.3f} | "
             f"{ratio(name, base or 'lightgcn')} | {ratio(name, 'propagation')} | "
-            f"{ratio(name, name + '-whole')} |"
+            f"{ratio(name, name + '-whole')} | {ratio(name, name + '-one-by-one')} |"
         )
     print(json.dumps({"paired_steps_s": times}))
 

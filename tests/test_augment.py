@@ -383,3 +383,120 @@ def test_noise_equals_the_plain_expression_bit_for_bit():
             got = x + aug.additive_noise(x)
         assert torch.equal(got, want), how
         assert (got[3] == 0).all() and got[7, 2] == 0 and got[9, 4] == 0
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _draws(noise_mod, count: int, shape, distribution: str, ahead: bool) -> list[torch.Tensor]:
+    """``count`` draws after ``manual_seed(3)``, inside ``drawn_ahead`` or one by one, and
+    torch's generator state after them (last)."""
+    torch.manual_seed(3)
+    x = torch.ones(shape)
+    out = []
+    if ahead:
+        with noise_mod.drawn_ahead(count, shape, distribution):
+            out = [noise_mod.draw_like(x, distribution, unit=False).clone() for _ in range(count)]
+    else:
+        out = [noise_mod.draw_like(x, distribution, unit=False).clone() for _ in range(count)]
+    return [*out, torch.get_rng_state()]
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "gaussian"])
+@pytest.mark.parametrize("ahead_bytes", [1 << 30, 2 * 4 * 700 * 5, 1])
+def test_drawn_ahead_equals_draws_one_by_one(two_threads, monkeypatch, distribution, ahead_bytes):
+    """Announced draws, made in groups of every size (all 5 at once, 2 + 2 + 1, one by one)
+    and over several chunks each, equal the draws made one by one bit for bit, and leave
+    torch's generator where they do."""
+    from sslrec.augment import noise as noise_mod
+
+    monkeypatch.setattr(noise_mod, "CPU_DRAW_CHUNK", 1000)
+    monkeypatch.setattr(noise_mod, "AHEAD_BYTES", ahead_bytes)
+    made = []
+    real_next = noise_mod._Ahead.next
+    monkeypatch.setattr(
+        noise_mod._Ahead, "next", lambda self, key: made.append(1) or real_next(self, key)
+    )
+    got = _draws(noise_mod, 5, (700, 5), distribution, ahead=True)
+    want = _draws(noise_mod, 5, (700, 5), distribution, ahead=False)
+    assert len(made) == 5  # the announced path was taken
+    for g, w in zip(got, want, strict=True):
+        assert torch.equal(g, w)
+
+
+def test_drawn_ahead_takes_other_draws_between_its_groups(two_threads, monkeypatch):
+    """A draw from torch's generator after a group's last draw (between groups, or after all
+    of them) comes where it would one by one: accepted, and every number is the same."""
+    from sslrec.augment import noise as noise_mod
+
+    monkeypatch.setattr(noise_mod, "AHEAD_BYTES", 2 * 4 * 10 * 4)  # groups of 2
+
+    def run(ahead: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(noise_mod, "DRAW_AHEAD", ahead)
+        torch.manual_seed(5)
+        x, out = torch.ones(10, 4), []
+        with noise_mod.drawn_ahead(3, (10, 4), "uniform"):
+            for i in range(3):
+                out.append(noise_mod.draw_like(x, "uniform", unit=False).clone())
+                if i % 2 == 1 or i == 2:  # after each group
+                    out.append(torch.rand(3))
+        return out
+
+    for got, want in zip(run(True), run(False), strict=True):
+        assert torch.equal(got, want)
+
+
+def test_drawn_ahead_does_nothing_on_one_thread_or_with_one_draw():
+    from sslrec.augment import noise as noise_mod
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with noise_mod.drawn_ahead(3, (10, 4), "uniform"):
+            assert getattr(noise_mod._LOCAL, "ahead", None) is None
+    finally:
+        torch.set_num_threads(before)
+    with noise_mod.drawn_ahead(1, (10, 4), "uniform"):
+        assert getattr(noise_mod._LOCAL, "ahead", None) is None
+
+
+def test_drawn_ahead_refuses_what_would_change_the_numbers(two_threads):
+    """Fewer or more draws than announced, another shape or distribution, a draw from torch's
+    generator in between, nesting: each a RuntimeError, and the thread's state is cleared
+    after it (the next draws are made one by one)."""
+    from sslrec.augment import noise as noise_mod
+
+    x = torch.ones(10, 4)
+    with pytest.raises(RuntimeError, match="3 draws were announced to drawn_ahead, 2 made"):
+        with noise_mod.drawn_ahead(3, (10, 4), "uniform"):
+            noise_mod.draw_like(x, "uniform", unit=False)
+            noise_mod.draw_like(x, "uniform", unit=False)
+    with pytest.raises(RuntimeError, match="more than the 2 draws"):
+        with noise_mod.drawn_ahead(2, (10, 4), "uniform"):
+            for _ in range(3):
+                noise_mod.draw_like(x, "uniform", unit=False)
+    with pytest.raises(RuntimeError, match="announced draws of"):
+        with noise_mod.drawn_ahead(2, (10, 4), "uniform"):
+            noise_mod.draw_like(x, "gaussian", unit=False)
+    with pytest.raises(RuntimeError, match="announced draws of"):
+        with noise_mod.drawn_ahead(2, (10, 4), "uniform"):
+            noise_mod.draw_like(torch.ones(11, 4), "uniform", unit=False)
+    with pytest.raises(RuntimeError, match="generator was drawn from"):
+        with noise_mod.drawn_ahead(2, (10, 4), "uniform"):
+            noise_mod.draw_like(x, "uniform", unit=False)
+            torch.rand(1)
+            noise_mod.draw_like(x, "uniform", unit=False)
+    with pytest.raises(RuntimeError, match="does not nest"):
+        with noise_mod.drawn_ahead(2, (10, 4), "uniform"):
+            with noise_mod.drawn_ahead(2, (10, 4), "uniform"):
+                pass
+    assert getattr(noise_mod._LOCAL, "ahead", None) is None
+    with pytest.raises(ValueError, match="inside"):
+        with noise_mod.drawn_ahead(2, (10, 4), "uniform"):
+            raise ValueError("inside")
+    assert getattr(noise_mod._LOCAL, "ahead", None) is None

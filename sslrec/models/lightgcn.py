@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -281,19 +282,35 @@ class LightGCN(EmbeddingRecommender):
             finals = [self.split(self.combine(v)) for v in views]
         else:
             adjs, adjs_t = self._training_graph(self.num_layers)
-            finals = layer_sum_views(
-                self.user_embedding.weight,
-                self.item_embedding.weight,
-                adjs,
-                list(self.host_weights),
-                [_additive_noise(p) for p in perturbs],
-                adjs_t,
-                layout,
-                rows if at_rows else None,
-            )
+            with self._drawn_ahead(perturbs, len(adjs)):
+                finals = layer_sum_views(
+                    self.user_embedding.weight,
+                    self.item_embedding.weight,
+                    adjs,
+                    list(self.host_weights),
+                    [_additive_noise(p) for p in perturbs],
+                    adjs_t,
+                    layout,
+                    rows if at_rows else None,
+                )
             if at_rows:
                 return [self._held(f, rows) for f in finals]
         return [self._rows_of(f, [], (), rows)[0] for f in finals]
+
+    def _drawn_ahead(
+        self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None], layers: int
+    ) -> AbstractContextManager[None]:
+        """A context in which the one augmenter of every noisy view of ``perturbs`` (``None``:
+        clean) draws its ``layers`` noises per view of ``[U+I, d]`` ahead, where it can
+        (:meth:`~sslrec.augment.base.EmbeddingAugmenter.drawn_ahead`); else nothing."""
+        noisy = [p for p in perturbs if p is not None]
+        if not noisy or any(p is not noisy[0] for p in noisy):
+            return nullcontext()
+        if not hasattr(noisy[0], "drawn_ahead"):
+            return nullcontext()
+        weight = self.user_embedding.weight
+        shape = (self.n_users + self.n_items, weight.shape[1])
+        return noisy[0].drawn_ahead(len(noisy) * layers, shape, weight.device)  # type: ignore[attr-defined]
 
     def _linear(self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None]) -> bool:
         """Whether the encoder is linear in ``E^(0)`` under ``perturbs``: no ``layer_norm``,
@@ -359,12 +376,14 @@ class LightGCN(EmbeddingRecommender):
         x_users, x_items = self.user_embedding.weight, self.item_embedding.weight
         noise = _additive_noise(perturb)
         if rows is None or not adjs or not getattr(perturb, "noise_at_rows", True):
-            final, tapped = layer_sum(x_users, x_items, adjs, weights, adjs_t, taps, noise)
+            with self._drawn_ahead([perturb], len(adjs)):
+                final, tapped = layer_sum(x_users, x_items, adjs, weights, adjs_t, taps, noise)
             out = self._rows_of(final, tapped, taps, rows)
             return out[0], out[1] + tables
-        final, tapped = layer_sum(
-            x_users, x_items, adjs, weights, adjs_t, taps, noise, rows, ego_rows=ego
-        )
+        with self._drawn_ahead([perturb], len(adjs)):
+            final, tapped = layer_sum(
+                x_users, x_items, adjs, weights, adjs_t, taps, noise, rows, ego_rows=ego
+            )
         kinds = [*taps, -1] if ego else list(taps)  # -1: the ego rows
         return self._held(final, rows), [
             t if k == 0 else self._held(t, rows) for k, t in zip(kinds, tapped, strict=True)
