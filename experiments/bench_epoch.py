@@ -134,7 +134,7 @@ def _build(args: argparse.Namespace, name: str, data, device: torch.device):
 
         ahead_step = step
 
-        def step(batch) -> None:  # noqa: F811 (the same step, the draws one by one)
+        def step(batch) -> None:  # the same step, the draws one by one
             noise.DRAW_AHEAD = False
             try:
                 ahead_step(batch)
