@@ -3,7 +3,8 @@
 Compares torch's native CSR autograd, sslrec's symmetric autograd (backward = Â·G, each product
 ``addmm_`` into an uninitialised output: :func:`sslrec.graph.spmm.spmm`), the same on plain
 ``csr @ x`` (which zero-fills and copies its output first) and on torch's ``spmm_reduce`` kernel,
-PyG's ``EdgeIndex`` sparse matmul and the COO layout. Prints the median of ``--repeats`` runs.
+PyG's ``EdgeIndex`` sparse matmul and the COO layout; and the forward in bfloat16 (``spmm_reduce``:
+MKL's CSR product has no bfloat16 kernel on the CPU). Prints the median of ``--repeats`` runs.
 
     python experiments/bench_propagation.py --dataset gowalla --dim 64 --layers 3
     python experiments/bench_propagation.py --threads 1 --repeats 9
@@ -96,9 +97,25 @@ def main() -> None:
         variants["pyg_edgeindex"] = run(lambda x: ei.matmul(x, input_value=vals))
     except Exception as exc:  # PyG's fast path needs optional extensions on some builds
         print(f"pyg_edgeindex unavailable: {exc!r}")
+    # bfloat16 products (the "propagation in bf16 if it measures faster"): MKL's CSR
+    # product refuses bfloat16 on the CPU, so spmm_reduce is the only bf16 CSR kernel
+    adj_bf16 = torch.sparse_csr_tensor(
+        adj.crow_indices(), adj.col_indices(), adj.values().bfloat16(), adj.shape
+    )
+    x0_bf16 = x0.detach().bfloat16()
     with torch.no_grad():
         fwd = _time(lambda: [spmm(adj, x0) for _ in range(args.layers)], args.repeats)
-    out = {"forward_only_csr_s": fwd}
+        fwd_bf16 = _time(
+            lambda: [torch.sparse.mm(adj_bf16, x0_bf16, "sum") for _ in range(args.layers)],
+            args.repeats,
+        )
+        ref = spmm(adj, x0)
+        err = (torch.sparse.mm(adj_bf16, x0_bf16, "sum").float() - ref).abs().max()
+    out = {
+        "forward_only_csr_s": fwd,
+        "forward_only_csr_bf16_spmm_reduce_s": fwd_bf16,
+        "bf16_max_error_relative": float(err / ref.abs().max()),
+    }
     for name, fn in variants.items():
         out[name + "_fwd_bwd_s"] = _time(fn, args.repeats)
     out.update(
