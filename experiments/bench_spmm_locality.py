@@ -77,8 +77,11 @@ def _by_degree(ids: np.ndarray, n: int) -> np.ndarray:
     return new
 
 
-def layouts(users, items, n_users, n_items, window: int) -> dict[str, torch.Tensor]:
-    """The three adjacencies of the module docstring (each ``[U+I, U+I]`` CSR)."""
+def layouts(
+    users, items, n_users, n_items, window: int
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The three adjacencies of the module docstring (each ``[U+I, U+I]`` CSR), and ``[U+I]``
+    each node's id in ``degree``."""
     build = normalized_adjacency
     shuffled = build(torch.from_numpy(users), torch.from_numpy(items), n_users, n_items)
     du, di = _by_degree(users, n_users), _by_degree(items, n_items)
@@ -87,7 +90,8 @@ def layouts(users, items, n_users, n_items, window: int) -> dict[str, torch.Tens
     folded = torch.sparse_csr_tensor(
         shuffled.crow_indices(), cols % window, shuffled.values(), shuffled.shape
     )
-    return {"shuffled": shuffled, "degree": degree, "cached": folded}
+    new = torch.from_numpy(np.concatenate([du, di + n_users]))
+    return {"shuffled": shuffled, "degree": degree, "cached": folded}, new
 
 
 def _anon_huge_mib() -> float:
@@ -169,12 +173,10 @@ def time_layouts(
     return medians, _anon_huge_mib() - base, blocked_diff
 
 
-def check_degree(users, items, n_users, n_items, adjs, dim: int) -> float:
-    """Max |difference| between the shuffled product and the renumbered one mapped back."""
-    n = n_users + n_items
-    du, di = _by_degree(users, n_users), _by_degree(items, n_items)
-    new = torch.from_numpy(np.concatenate([du, di + n_users]))
-    x = torch.randn(n, dim, generator=torch.Generator().manual_seed(1))
+def check_degree(adjs: dict[str, torch.Tensor], new: torch.Tensor, dim: int) -> float:
+    """Max |difference| between the shuffled product and the renumbered one mapped back
+    (``new``: each node's id in ``degree``)."""
+    x = torch.randn(len(new), dim, generator=torch.Generator().manual_seed(1))
     x_new = torch.empty_like(x).index_copy_(0, new, x)
     ref = spmm(adjs["shuffled"], x)
     got = spmm(adjs["degree"], x_new).index_select(0, new)
@@ -223,8 +225,8 @@ def main() -> None:
     ]
     for label, load in graphs:
         users, items, n_users, n_items = load()
-        adjs = layouts(users, items, n_users, n_items, args.window)
-        diff = check_degree(users, items, n_users, n_items, adjs, args.dim)
+        adjs, new = layouts(users, items, n_users, n_items, args.window)
+        diff = check_degree(adjs, new, args.dim)
         secs, huge_mib, blocked_diff = time_layouts(adjs, args.dim, args.repeats, args.col_blocks)
         nnz = adjs["shuffled"].values().numel()
         ns = {name: 1e9 * s / nnz for name, s in secs.items()}

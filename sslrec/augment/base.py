@@ -14,8 +14,6 @@ sentence rather than a ``TypeError`` deep in a forward pass.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager, nullcontext
-
 import torch
 
 
@@ -79,15 +77,6 @@ class EmbeddingAugmenter:
         with torch.no_grad():
             noise = self.additive_noise(x)
             return x.add_(noise) if out is None else torch.add(x, noise, out=out)
-
-    def drawn_ahead(
-        self, calls: int, shape: tuple[int, ...], device: torch.device | str
-    ) -> AbstractContextManager[None]:
-        """A context for the next ``calls`` calls of :meth:`add_noise` on layers of ``shape``
-        ``[N, d]`` (or rows of them), in which the augmenter may draw their random numbers
-        ahead, the same numbers as one by one (:func:`sslrec.augment.noise.drawn_ahead`);
-        here, nothing."""
-        return nullcontext()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Perturb one layer's output ``x`` ``[N, d]``; returns a new ``[N, d]`` tensor."""

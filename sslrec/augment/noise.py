@@ -289,8 +289,10 @@ class UniformNoise(EmbeddingAugmenter):
     def drawn_ahead(
         self, calls: int, shape: tuple[int, ...], device: torch.device | str
     ) -> AbstractContextManager[None]:
-        """Each call of :meth:`add_noise` (or :meth:`additive_noise`) draws once, ``shape``
-        (the whole layer, also with ``at``): :func:`drawn_ahead` for ``calls`` of them."""
+        """A context for the next ``calls`` calls of :meth:`add_noise` (or
+        :meth:`additive_noise`) on ``[N, d] = shape`` layers or rows of them, each of which
+        draws once, the whole layer (also with ``at``): :func:`drawn_ahead` for them. The
+        encoders open it where an augmenter has it (``LightGCN._drawn_ahead``)."""
         return drawn_ahead(calls, shape, self.distribution, device)
 
     @torch.no_grad()

@@ -301,12 +301,12 @@ class LightGCN(EmbeddingRecommender):
         self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None], layers: int
     ) -> AbstractContextManager[None]:
         """A context in which the one augmenter of every noisy view of ``perturbs`` (``None``:
-        clean) draws its ``layers`` noises per view of ``[U+I, d]`` ahead, where it can
-        (:meth:`~sslrec.augment.base.EmbeddingAugmenter.drawn_ahead`); else nothing."""
+        clean) draws its ``layers`` noises per view of ``[U+I, d]`` ahead, where it has
+        ``drawn_ahead`` (:meth:`~sslrec.augment.noise.UniformNoise.drawn_ahead`); else
+        nothing."""
         noisy = [p for p in perturbs if p is not None]
-        if not noisy or any(p is not noisy[0] for p in noisy):
-            return nullcontext()
-        if not hasattr(noisy[0], "drawn_ahead"):
+        one = bool(noisy) and all(p is noisy[0] for p in noisy)
+        if not one or not hasattr(noisy[0], "drawn_ahead"):
             return nullcontext()
         weight = self.user_embedding.weight
         shape = (self.n_users + self.n_items, weight.shape[1])
