@@ -9,7 +9,12 @@ import torch
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
-MODELS = ["lightgcn", "mf", "sgl", "simgcl", "xsimgcl", "neumf", "fm"]
+#: every model trained by gradient steps (``tests/test_accelerator_paths.py`` checks the same
+#: steps on the CPU, where it can see the ops that sync but not the copies)
+MODELS = [
+    "lightgcn", "mf", "sgl", "simgcl", "xsimgcl", "ncl", "directau", "lightgcl", "lightgcnpp",
+    "mixgcf", "simplex", "neumf", "fm", "gmf", "mlp", "joint",
+]  # fmt: skip
 
 
 def _model_and_batches(model_name: str, tiny_dataset_dir, k: int = 1):
@@ -23,6 +28,7 @@ def _model_and_batches(model_name: str, tiny_dataset_dir, k: int = 1):
     data = load_data(DatasetSpec(name="tiny", path=str(tiny_dataset_dir)), "validation")
     torch.manual_seed(0)
     model = build_model(cfg.model, data, torch.device("cuda"))
+    k = getattr(model, "required_negatives", None) or k  # MixGCF draws from its own n_negs
     sampler = DeviceSampler(data.train, 32, seed=0, num_negatives=k, device="cuda")
     return model, sampler, data
 

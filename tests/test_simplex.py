@@ -4,6 +4,7 @@ lists, softmax, cosines, CCL), the official conventions one by one, and a short 
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sslrec.data import Batch
+from sslrec.devices import accelerator_paths
 from sslrec.losses import BPRLoss, CCLLoss, RankingBatch, breakdown, ccl_loss, total
 from sslrec.models.simplex import SimpleX
 from sslrec.run import run
@@ -126,12 +128,16 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("path", ["host", "accelerator"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_one_step_terms_equal_the_reference(graph, case):
+def test_one_step_terms_equal_the_reference(graph, case, path):
+    """Both paths: the host's flat history list and the accelerator's ``[B, W]`` slots (run on
+    the CPU, :func:`~sslrec.devices.accelerator_paths`)."""
     loss = CCLLoss(margin=0.2, negative_weight=1.5)
     model = _model(graph, loss=loss, embedding_reg=0.01, **CASES[case])
     pos = _pos(graph)
-    out = breakdown(model.loss(Batch(USERS, pos, NEG)))
+    with accelerator_paths() if path == "accelerator" else nullcontext():
+        out = breakdown(model.loss(Batch(USERS, pos, NEG)))
     assert list(out) == ["ccl", "reg", "total"]
     ones = torch.ones(len(USERS), D, dtype=torch.float64)
     ccl, reg = _reference(model, graph, USERS, pos, NEG, ones, loss, 0.01)
@@ -237,6 +243,21 @@ def test_history_lists_leave_out_the_target_and_keep_the_last_items(graph):
     assert full[2].tolist() == [len(h) for h in _histories(graph, USERS, None, None)]
     kept = _model(graph, exclude_target=False).history(USERS, pos)
     assert torch.equal(kept[0], full[0])
+
+
+@pytest.mark.parametrize("exclude_target", [True, False])
+@pytest.mark.parametrize("max_history", [None, 1, 2, 3, 100])
+def test_padded_history_slots_hold_the_history_lists(graph, max_history, exclude_target):
+    """The accelerator's ``[B, W]`` slots keep, in order, exactly the flat lists' items."""
+    pos = _pos(graph)
+    model = _model(graph, max_history=max_history, exclude_target=exclude_target)
+    for targets in (pos, None):
+        items, rows, _ = model.history(USERS, targets)
+        slots, keep = model.padded_history(USERS, targets)
+        width = model.history_width(targets is not None and exclude_target)
+        assert slots.shape == keep.shape == (len(USERS), width)
+        for b in range(len(USERS)):
+            assert slots[b][keep[b]].tolist() == items[rows == b].tolist()
 
 
 def test_mean_aggregation_equals_a_normalised_sparse_history_matrix(graph):

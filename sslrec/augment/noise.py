@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from sslrec.augment.base import EmbeddingAugmenter
+from sslrec.devices import host_paths
 
 #: smallest row norm divided by, as ``F.normalize``'s default ``eps``
 NORM_EPS = 1e-12
@@ -183,7 +184,7 @@ def drawn_ahead(
     """
     if getattr(_LOCAL, "ahead", None) is not None:
         raise RuntimeError("drawn_ahead does not nest")
-    cpu = torch.device(device).type == "cpu"
+    cpu = host_paths(device)
     if not DRAW_AHEAD or draws < 2 or not cpu or torch.get_num_threads() < 2:
         yield
         return
@@ -214,7 +215,7 @@ def draw_like(
     an accelerator torch's own generator is fast.
     """
     shape = tuple(x.shape) if shape is None else tuple(shape)
-    if x.device.type != "cpu":
+    if not host_paths(x.device):
         draw = torch.rand if distribution == "uniform" else torch.randn
         return draw(shape, dtype=x.dtype, device=x.device)
     ahead: _Ahead | None = getattr(_LOCAL, "ahead", None)
@@ -329,6 +330,6 @@ def _sign_buffer(x: torch.Tensor) -> torch.Tensor | None:
     """A reused CPU buffer shaped like ``x`` for ``sign(x)`` (per thread, as the draws'), or
     ``None`` (a fresh tensor) elsewhere: a fresh ``[N, d]`` costs a page fault per 4 KiB on
     first touch, 2.4 against 1.4 ms for gowalla's ``sign`` on one thread."""
-    if x.device.type != "cpu":
+    if not host_paths(x.device):
         return None
     return _reused("signs", (tuple(x.shape), x.dtype), lambda: torch.empty(x.shape, dtype=x.dtype))

@@ -9,6 +9,7 @@ import scipy.sparse as sp
 import torch
 
 from sslrec.data.interactions import Interactions
+from sslrec.devices import host_paths
 from sslrec.evaluation.metrics import METRICS
 from sslrec.evaluation.scoring import InnerProductScorer, Scorer
 
@@ -75,9 +76,7 @@ def rank_top_k(
     if scorer.block_users:
         batch_size = max(1, min(batch_size, scorer.block_users))
     tiled = item_tile is not None and isinstance(scorer, InnerProductScorer)
-    chunked = not tiled and (
-        selection == "chunked" or (selection == "auto" and device.type == "cpu")
-    )
+    chunked = not tiled and (selection == "chunked" or (selection == "auto" and host_paths(device)))
     buffer = None
     if chunked and isinstance(scorer, InnerProductScorer):
         # a sub-block's scores stay in cache between the matmul and the selection; other

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from sslrec.devices import host_paths
 from sslrec.graph.rows import row_subset, transposed
 from sslrec.graph.spmm import spmm
 
@@ -41,7 +42,7 @@ def _scratch(
 ) -> torch.Tensor | None:
     """Buffer ``turn % 2`` shaped like ``like`` (or ``shape``, ``like``'s dtype; CPU; ``None``
     elsewhere: the device's caching allocator already reuses memory)."""
-    if like.device.type != "cpu":
+    if not host_paths(like.device):
         return None
     key = (tuple(like.shape) if shape is None else shape, like.dtype)
     cache: dict[tuple[tuple[int, ...], torch.dtype], list[torch.Tensor]]

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from scipy.sparse import csr_array
 
+from sslrec.devices import host_paths
+
 
 class Rows:
     """Some rows of a ``[N, d]`` node table: ``values[j]`` is row ``ids[j]``.
@@ -131,7 +133,7 @@ def transposed(sub: torch.Tensor) -> torch.Tensor:
     """
     crow, cols, values = sub.crow_indices(), sub.col_indices(), sub.values()
     n_rows, n_cols = sub.shape
-    if sub.device.type == "cpu":
+    if host_paths(sub.device):
         t = csr_array(
             (values.numpy(), cols.numpy(), crow.numpy()), shape=(n_rows, n_cols), copy=False
         ).tocsc()

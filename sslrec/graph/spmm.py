@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from sslrec.devices import host_paths
+
 
 def spmm(adj: torch.Tensor, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``[N, M] sparse CSR @ [M, d] dense -> [N, d]``, into ``out`` (``[N, d]``, not ``x``) if
@@ -26,7 +28,7 @@ def spmm(adj: torch.Tensor, x: torch.Tensor, out: torch.Tensor | None = None) ->
     Elsewhere, and where autograd would have to record the product, ``adj @ x``.
     """
     if (
-        adj.device.type == "cpu"
+        host_paths(adj.device)
         and adj.layout is torch.sparse_csr
         and x.dtype == adj.dtype
         and x.dim() == 2

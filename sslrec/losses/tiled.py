@@ -25,6 +25,8 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
+from sslrec.devices import host_paths
+
 # Default tile: as many columns as fit a byte budget of logits. Measured with
 # experiments/bench_infonce.py and interleaved A/B runs (forward + backward, B = 2048, N = 70,839,
 # d = 64, fp32) on the project's 2-core AMD EPYC (AVX2 FMA, no AVX-512/AMX; 1 MiB L2 per core,
@@ -55,7 +57,7 @@ def default_tile(n_rows: int, dtype: torch.dtype, device: torch.device | str = "
 
     256 for ``n_rows = 2048`` fp32 on one CPU thread, 4096 with several threads, 8192 on GPUs.
     """
-    if torch.device(device).type != "cpu":
+    if not host_paths(device):
         budget = _TILE_BYTES_ACCELERATOR
     elif torch.get_num_threads() > 1:
         budget = _TILE_BYTES_THREADS
@@ -186,7 +188,7 @@ def _eager_ok(a: torch.Tensor, c: torch.Tensor) -> bool:
     """Whether the forward computes the gradients itself: on the CPU (where the uniformity check
     of the upstream gradient costs no device sync), in fp32 or fp64 (in half precision the row
     sums would be summed in the inputs' dtype by the GEMM)."""
-    return a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
+    return host_paths(a.device) and a.dtype in (torch.float32, torch.float64)
 
 
 def _eager_lse2_and_grads(
@@ -289,7 +291,7 @@ class _TiledLogSumExp(torch.autograd.Function):
         if found is not None:
             lse2, grad_a, grad_c = found
             ctx.eager = (grad_a, grad_c)
-        elif a.device.type == "cpu" and _sum_floor(c.shape[0], a.dtype) < 1e-6:
+        elif host_paths(a.device) and _sum_floor(c.shape[0], a.dtype) < 1e-6:
             # A fixed bound is only safe where a normal number spans the range (not fp16). Its
             # underflow check reads a flag back to the host: on an accelerator, where that sync
             # costs more than the extra max pass it saves, the running max is used instead.
@@ -347,7 +349,7 @@ def _recomputed_grads(
     # scaled by grad_i. With grad > 0 (sum/mean of the loss) the scale is folded into the
     # exponent and the whole shift into the GEMM: P = exp2([a2, log2 g − lse2] · [c, 1]).
     grad = grad.to(acc)
-    fold = a.device.type == "cpu" and bool((grad > 0).all())  # no host sync elsewhere
+    fold = host_paths(a.device) and bool((grad > 0).all())  # no host sync elsewhere
     shift = lse2 - grad.log2() if fold else lse2
     a_aug = _with_column(a * _LOG2E, (-shift).to(a.dtype))
     grad_col = None if fold else grad.to(a.dtype)[:, None]

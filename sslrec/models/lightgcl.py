@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslrec.data.sampling import Batch
+from sslrec.devices import host_paths
 from sslrec.graph import symmetric_spmm
 from sslrec.graph.rows import Rows
 from sslrec.graph.spmm import transposed_spmm
@@ -284,7 +285,7 @@ class LightGCL(LightGCN):
         """``mean_b [log(Σ_j exp(g_b·e_j/τ) + 1e-8) − clamp(g_b·e_b/τ, ±5)]`` over ``ids``."""
         n_anchors = ids.shape[0]
         weight = None
-        if ids.device.type == "cpu":
+        if host_paths(ids.device):
             # Each distinct id once, weighted by its count: the same mean at a fraction of the
             # B·N·d work (lastfm batches repeat ~40% of their ids). Not on accelerators, where
             # torch.unique's data-dependent size would sync with the host.

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from sslrec.data.sampling import Batch
+from sslrec.devices import host_paths
 from sslrec.graph.adjacency import reweighted_adjacency
 from sslrec.graph.layer_sum import layer_sum, layer_sum_views
 from sslrec.graph.rows import Rows, worth_restricting
@@ -428,7 +429,7 @@ class LightGCN(EmbeddingRecommender):
         the device), without layers, or where the rows hold over half the training graph's
         edges (:func:`~sslrec.graph.rows.worth_restricting`; lastfm's batches of 2,048 hold 70%).
         """
-        if users.device.type != "cpu" or self.num_layers == 0:
+        if not host_paths(users.device) or self.num_layers == 0:
             return None
         ids = [users.reshape(-1)] + [i.reshape(-1) + self.n_users for i in items]
         rows = torch.unique(torch.cat(ids))

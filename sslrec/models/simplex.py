@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslrec.data.sampling import Batch
+from sslrec.devices import host_paths
 from sslrec.evaluation.scoring import InnerProductScorer, Scorer
 from sslrec.losses import CCLLoss, RankingBatch, RankingLoss, Term, ccl_loss
 from sslrec.models.base import Recommender
@@ -64,6 +65,9 @@ AGGREGATORS = ("mean", "user_attention", "self_attention")
 #: users per block when :meth:`SimpleX.propagate` builds every user vector (bounds the
 #: attention's ``[nnz, d]`` keys: 4096 lastfm-sized histories are ~2 MB)
 USER_BLOCK = 4096
+#: history slots per block there on an accelerator (:meth:`SimpleX.padded_history`): the
+#: attention's ``[B, W, d]`` keys are then at most 1 GiB at d = 64, fp32
+PADDED_SLOTS = 1 << 22
 
 
 class SimpleX(Recommender):
@@ -135,6 +139,8 @@ class SimpleX(Recommender):
         indptr, indices = _csr(train_users, train_items, n_users, n_items)
         self.register_buffer("indptr", indptr, persistent=False)  # [U+1]
         self.register_buffer("indices", indices, persistent=False)  # [E], sorted within rows
+        #: the longest training history: the width of :meth:`padded_history`'s slots
+        self.longest_history = int((indptr[1:] - indptr[:-1]).max()) if n_users else 0
 
         self.user_embedding = nn.Embedding(n_users, embedding_dim)
         self.item_embedding = nn.Embedding(n_items, embedding_dim)
@@ -201,6 +207,8 @@ class SimpleX(Recommender):
     ) -> torch.Tensor:
         """``W_v · agg(history)`` ``[B, d]`` for ``users`` ``[B]`` with embeddings ``uid_emb``
         ``[B, d]``: one ``embedding_bag`` over the flat histories, no loop over users."""
+        if not host_paths(users.device):
+            return self._aggregate_padded(uid_emb, users, targets)
         items, rows, counts = self.history(users, targets)
         table = self.history_table()
         offsets = counts.cumsum(0) - counts
@@ -216,6 +224,64 @@ class SimpleX(Recommender):
             logits = (keys @ self.w_q).squeeze(-1)
         weights = _segment_softmax(logits, rows, counts, self.pad_slots(counts))
         pooled = F.embedding_bag(items, table, offsets, mode="sum", per_sample_weights=weights)
+        return self.W_v(pooled)
+
+    def padded_history(
+        self, users: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The histories of :meth:`history` as ``[B, W]`` slots, without a size that depends
+        on the data (on an accelerator the flat list's would sync the host every step).
+
+        ``W`` is fixed by the training data: the longest history, or ``max_history`` (plus one
+        slot for the target a training row leaves out). Each row holds its user's last ``W``
+        items in id order, right-aligned; the slots before them, the target and any item past
+        the last ``max_history`` are masked.
+
+        Returns:
+            ``(items [B, W], keep [B, W] bool)``: masked slots hold some valid item id.
+        """
+        width = self.history_width(targets is not None and self.exclude_target)
+        start = self.indptr[users]
+        degree = self.indptr[users + 1] - start
+        pos = degree[:, None] - width + torch.arange(width, device=users.device)  # [B, W]
+        keep = pos >= 0
+        at = (start[:, None] + pos.clamp(min=0)).clamp(max=max(len(self.indices) - 1, 0))
+        items = self.indices[at]
+        if targets is not None and self.exclude_target:
+            keep &= items != targets[:, None]
+        if self.max_history is not None:
+            kept_after = keep.flip(1).cumsum(1).flip(1)  # kept slots at or right of each slot
+            keep &= kept_after <= self.max_history
+        return items, keep
+
+    def history_width(self, leaves_target: bool) -> int:
+        """``W`` of :meth:`padded_history`: the longest training history, or ``max_history``
+        (``+ 1`` if a target is left out) where that is shorter."""
+        if self.max_history is None:
+            return self.longest_history
+        return min(self.longest_history, self.max_history + int(leaves_target))
+
+    def _aggregate_padded(
+        self, uid_emb: torch.Tensor, users: torch.Tensor, targets: torch.Tensor | None
+    ) -> torch.Tensor:
+        """:meth:`aggregate` on :meth:`padded_history`'s ``[B, W]`` slots: masked slots weigh
+        0 in the same ``embedding_bag`` sums."""
+        items, keep = self.padded_history(users, targets)
+        table = self.history_table()
+        counts = keep.sum(1)
+        if self.aggregator == "mean":
+            total = F.embedding_bag(
+                items, table, mode="sum", per_sample_weights=keep.to(table.dtype)
+            )
+            return self.W_v(total / counts.clamp(min=1).unsqueeze(1).to(total.dtype))
+        assert self.W_k is not None
+        keys = torch.tanh(self.W_k(F.embedding(items, table)))  # [B, W, d]
+        if self.aggregator == "user_attention":
+            logits = (keys * uid_emb[:, None]).sum(-1)
+        else:
+            logits = (keys @ self.w_q).squeeze(-1)
+        weights = _padded_softmax(logits, keep, self.pad_slots(counts))
+        pooled = F.embedding_bag(items, table, mode="sum", per_sample_weights=weights)
         return self.W_v(pooled)
 
     def pad_slots(self, counts: torch.Tensor) -> torch.Tensor | None:
@@ -239,7 +305,10 @@ class SimpleX(Recommender):
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Ranking representations ``(û [U, d], î [I, d])``: cosine = inner product."""
         users = torch.arange(self.n_users, device=self.indptr.device)
-        blocks = [self.user_vectors(b) for b in users.split(USER_BLOCK)]
+        block = USER_BLOCK
+        if not host_paths(users.device):
+            block = max(1, PADDED_SLOTS // max(1, self.history_width(False)))
+        blocks = [self.user_vectors(b) for b in users.split(block)]
         return F.normalize(torch.cat(blocks), dim=-1), F.normalize(
             self.item_embedding.weight, dim=-1
         )
@@ -347,6 +416,20 @@ def _segment_softmax(
     if pad is not None:
         den = den + pad.to(e.dtype) * torch.exp(-shift)
     return e / den[rows]
+
+
+def _padded_softmax(
+    logits: torch.Tensor, keep: torch.Tensor, pad: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`_segment_softmax` on ``[B, W]`` slots: ``logits`` of the slots in ``keep``, the
+    others weigh 0 (a row with nothing kept and no ``pad``: all 0)."""
+    shift = logits.detach().masked_fill(~keep, 0.0).amax(1).clamp(min=0)  # max(0, max_j s_j)
+    # masked before the exp: a masked slot's exp can then neither overflow nor pass a gradient
+    e = torch.exp((logits - shift[:, None]).masked_fill(~keep, float("-inf")))
+    den = e.sum(1)
+    if pad is not None:
+        den = den + pad.to(e.dtype) * torch.exp(-shift)
+    return e / torch.where(den > 0, den, 1.0)[:, None]
 
 
 def _csr(

@@ -25,6 +25,7 @@ from sslrec.config import OPTIMIZERS, PROTOCOLS, TrainerConfig
 from sslrec.data.device_sampling import DeviceSampler
 from sslrec.data.interactions import Interactions
 from sslrec.data.sampling import BPRSampler
+from sslrec.devices import host_paths
 from sslrec.evaluation import Evaluator
 from sslrec.io import CHECKPOINT, METRICS, save_torch
 from sslrec.logging import JsonlLogger, NullLogger, RunLogger
@@ -96,7 +97,7 @@ def make_sampler(
 ) -> BPRSampler | DeviceSampler:
     """The numpy sampler on the CPU (``trainer.sampler=auto``), the device sampler elsewhere;
     ``required_negatives``: the model's own ``k`` (:func:`negatives_per_positive`)."""
-    on_device = config.sampler == "device" or (config.sampler == "auto" and device.type != "cpu")
+    on_device = config.sampler == "device" or (config.sampler == "auto" and not host_paths(device))
     kwargs = {
         "num_negatives": negatives_per_positive(config, required_negatives),
         "negative_sampling": config.negative_sampling,

@@ -1,0 +1,268 @@
+"""The accelerator's code paths, run on the CPU (:func:`sslrec.devices.accelerator_paths`).
+
+A GPU is seldom at hand, and its branches (no ``torch.unique``, no reused buffers, no ``bool()``
+of a tensor, the recomputing InfoNCE backward, torch's own noise draws) would otherwise run
+only there. Here, without one: every trainable model's step dispatches no operation that
+makes a GPU wait for the host, and computes the loss and gradients of the host's paths; an
+epoch of the trainer and an evaluation read the device a fixed number of times, however many
+batches or user blocks they take. ``tests/test_gpu.py`` checks the first on a real GPU with
+CUDA's sync debug mode (``experiments/gpu_check.sh``).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections import Counter
+
+import pytest
+import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from sslrec.devices import accelerator_paths, host_paths
+from tests.conftest import compose_quiet
+
+aten = torch.ops.aten
+
+#: aten ops whose CUDA kernels copy a value back to the host: a scalar read (``item``, ``bool``,
+#: ``float``, ``int``), an output whose size depends on the data, or a bool result
+SYNCING = {
+    aten._local_scalar_dense.default,
+    aten.nonzero.default,
+    aten._unique2.default,
+    aten.unique_dim.default,
+    aten.unique_consecutive.default,
+    aten.masked_select.default,
+    aten.equal.default,
+    aten.is_nonzero.default,
+    aten.bincount.default,
+}
+#: Tensor methods that hand the data to the host (under emulation the tensors are already
+#: there, so they dispatch nothing to see)
+TO_HOST = {"numpy", "tolist", "cpu", "__array__"}
+
+
+def _where() -> str:
+    """The innermost sslrec frames of the current stack, for the failure message."""
+    frames = [f for f in traceback.extract_stack() if "/sslrec/" in f.filename]
+    return " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in frames[::-1][:4])
+
+
+class HostSyncs(TorchDispatchMode):
+    """Counts, by op and place, what would sync a GPU with the host: :data:`SYNCING`, indexing
+    with a bool mask (a ``nonzero`` inside), ``repeat_interleave`` without ``output_size``, and
+    (with :class:`_ToHost`) :data:`TO_HOST`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        packet = func.overloadpacket
+        if func in SYNCING:
+            self.seen[f"{func} at {_where()}"] += 1
+        elif packet in (aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_):
+            masks = [i for i in args[1] if i is not None and i.dtype in (torch.bool, torch.uint8)]
+            if masks:
+                self.seen[f"{func} with a bool mask at {_where()}"] += 1
+        elif packet is aten.repeat_interleave and func is not aten.repeat_interleave.self_int:
+            if kwargs.get("output_size") is None:
+                self.seen[f"{func} without output_size at {_where()}"] += 1
+        return func(*args, **kwargs)
+
+    def __enter__(self):
+        self._to_host = _ToHost(self.seen).__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        self._to_host.__exit__(*exc)
+
+    @property
+    def total(self) -> int:
+        return sum(self.seen.values())
+
+
+class _ToHost(TorchFunctionMode):
+    def __init__(self, seen: Counter[str]) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if getattr(func, "__name__", "") in TO_HOST:
+            self.seen[f"Tensor.{func.__name__} at {_where()}"] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_detector_sees_the_host_paths_syncs():
+    """Without emulation the CPU's own branches read the host: the detector must say so."""
+    ids = torch.tensor([2, 1, 2])
+    with HostSyncs() as syncs:
+        torch.unique(ids)
+        bool(ids.sum() > 0)
+        ids[ids > 1]
+        ids.numpy()
+        torch.repeat_interleave(ids, ids)
+        torch.repeat_interleave(ids, ids, output_size=5)  # sized: no sync
+        ids.index_select(0, ids)  # no sync
+    assert syncs.total == 5, syncs.seen
+
+
+def test_host_paths_and_their_emulation():
+    assert host_paths("cpu") and not host_paths("meta")
+    with accelerator_paths():
+        assert not host_paths("cpu")
+        with accelerator_paths():
+            pass
+        assert not host_paths(torch.device("cpu"))  # nesting restores the outer setting
+    assert host_paths("cpu")
+
+
+#: every model trained by gradient steps (id: model, overrides), with overrides that make its two
+#: paths draw the same numbers: torch's noise on the accelerator path, numpy's PCG64 on the
+#: host's (ε = 0 keeps the draws and removes their effect); SimpleX also with its attentions,
+#: a history cut (lastfm's are up to 50 long) and the official padded softmax
+MODELS = {
+    "lightgcn": ("lightgcn", ()),
+    "mf": ("mf", ()),
+    "sgl": ("sgl", ()),
+    "simgcl": ("simgcl", ("augmenter.eps=0.0",)),
+    "xsimgcl": ("xsimgcl", ("augmenter.eps=0.0",)),
+    "ncl": ("ncl", ()),
+    "directau": ("directau", ()),
+    "lightgcl": ("lightgcl", ()),
+    "lightgcnpp": ("lightgcnpp", ()),
+    "mixgcf": ("mixgcf", ()),
+    "neumf": ("neumf", ()),
+    "fm": ("fm", ()),
+    "gmf": ("gmf", ()),
+    "mlp": ("mlp", ()),
+    "joint": ("joint", ()),
+    "simplex": ("simplex", ()),
+    "simplex-user-attention": (
+        "simplex",
+        ("model.aggregator=user_attention", "model.max_history=20", "model.share_embedding=false"),
+    ),
+    "simplex-self-attention-padded": (
+        "simplex",
+        ("model.aggregator=self_attention", "model.max_history=30", "model.attention_padding=true"),
+    ),
+    "simplex-mean-cut": ("simplex", ("model.max_history=10", "model.exclude_target=false")),
+}
+
+
+def _model(name: str, overrides: tuple[str, ...] = (), *, data):
+    from sslrec.factory import build_model
+
+    cfg = compose_quiet(f"model={name}", *overrides)
+    torch.manual_seed(0)
+    return build_model(cfg.model, data, torch.device("cpu"))
+
+
+def _batches(model, data, n: int = 2, batch_size: int = 512):
+    from sslrec.data.device_sampling import DeviceSampler
+
+    k = getattr(model, "required_negatives", None) or 1
+    sampler = DeviceSampler(data.train, batch_size, seed=0, num_negatives=k, device="cpu")
+    return list(sampler.epoch())[:n]
+
+
+def _step_grads(model, batch, seed: int) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    from sslrec.losses import total
+
+    torch.manual_seed(seed)
+    model.zero_grad(set_to_none=True)
+    terms = model.loss(batch)
+    total(terms).backward()
+    values = {key: float(term.value) for key, term in terms.items()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return values, grads
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_a_step_on_the_accelerator_paths_never_syncs(lastfm, name):
+    """Two steps (loss, backward, fused Adam) after ``start_epoch`` (whose view redraws may
+    read the host: once per epoch)."""
+    from sslrec.config import TrainerConfig
+    from sslrec.losses import total
+    from sslrec.train.trainer import make_optimizer
+
+    with accelerator_paths():
+        model = _model(*MODELS[name], data=lastfm)
+        opt = make_optimizer(model, TrainerConfig())
+        model.train()
+        model.start_epoch()
+        batches = _batches(model, lastfm)
+        with HostSyncs() as syncs:
+            for batch in batches:
+                loss = total(model.loss(batch))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+    assert torch.isfinite(loss)
+    assert not syncs.seen, f"{name}: {dict(syncs.seen)}"
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_the_accelerator_paths_compute_the_host_paths_loss_and_gradients(lastfm, name):
+    """The same batch and seed through both paths: the same terms and gradients, to float32
+    rounding (the paths sum in different orders: the recomputing InfoNCE backward, repeated
+    anchors kept, every row propagated)."""
+    model = _model(*MODELS[name], data=lastfm)
+    model.train()
+    torch.manual_seed(1)
+    model.start_epoch()
+    (batch,) = _batches(model, lastfm, n=1)
+    host_values, host_grads = _step_grads(model, batch, seed=2)
+    with accelerator_paths():
+        values, grads = _step_grads(model, batch, seed=2)
+    assert values.keys() == host_values.keys()
+    for key, value in values.items():
+        assert value == pytest.approx(host_values[key], rel=2e-5, abs=1e-7), key
+    assert grads.keys() == host_grads.keys()
+    for key, grad in grads.items():
+        scale = host_grads[key].abs().max().item()
+        torch.testing.assert_close(grad, host_grads[key], rtol=1e-4, atol=1e-5 * scale + 1e-12)
+
+
+def _syncs_of_an_epoch(data, tmp_path, batch_size: int, model: str) -> int:
+    from sslrec.evaluation import Evaluator
+    from sslrec.train import Trainer, TrainerConfig, seed_everything
+
+    seed_everything(0)
+    with accelerator_paths():
+        built = _model(model, data=data)
+        config = TrainerConfig(epochs=1, batch_size=batch_size, progress=False)
+        out = tmp_path / str(batch_size)
+        trainer = Trainer(built, data, Evaluator(data, ks=(20,)), config, out)
+        assert type(trainer.sampler).__name__ == "DeviceSampler"
+        with HostSyncs() as syncs:
+            trainer.train_epoch(1)
+    return syncs.total
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "sgl", "xsimgcl"])
+def test_an_epoch_reads_the_device_a_fixed_number_of_times(lastfm, tmp_path, model):
+    """The losses stay on the device until the epoch's end: an epoch of 4 times the batches
+    syncs as often (``start_epoch``'s redraws and the final read, not one per step)."""
+    few = _syncs_of_an_epoch(lastfm, tmp_path, 8192, model)
+    many = _syncs_of_an_epoch(lastfm, tmp_path, 2048, model)
+    assert many == few
+
+
+def _syncs_of_an_evaluation(data, batch_size: int) -> int:
+    from sslrec.evaluation import Evaluator
+
+    with accelerator_paths():
+        model = _model("lightgcn", data=data)
+        evaluator = Evaluator(data, ks=(20,), batch_size=batch_size)
+        with HostSyncs() as syncs:
+            evaluator.evaluate_scorer(model.scorer(), "valid")
+    return syncs.total
+
+
+def test_an_evaluation_reads_the_device_a_fixed_number_of_times(lastfm):
+    """Scores and top-k stay on the device for every block of users; the metrics are read
+    at the end: 8 times the blocks, as many syncs."""
+    assert _syncs_of_an_evaluation(lastfm, 1024) == _syncs_of_an_evaluation(lastfm, 128)
