@@ -44,6 +44,8 @@ import time
 
 import torch
 
+from sslrec.data.dataset import benchmark_data_root
+
 # name -> (model, overrides)
 VARIANTS = {
     "propagation": ("lightgcn", []),
@@ -274,7 +276,7 @@ def paired(args: argparse.Namespace) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="gowalla")
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--variants", nargs="+", default=DEFAULT, choices=list(VARIANTS))
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument(
@@ -309,6 +311,7 @@ def main() -> None:
         print(json.dumps(child(args)), flush=True)
         return
     runs: dict[str, list[dict]] = {name: [] for name in args.variants}
+    failed: list[str] = []
     for _ in range(args.rounds):
         for name in args.variants:
             cmd = [sys.executable, __file__, "--child", name, "--dataset", args.dataset]
@@ -323,6 +326,7 @@ def main() -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:
                 print(f"{name} failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+                failed.append(name)
                 continue
             lines = proc.stdout.strip().splitlines()
             if args.profile:
@@ -360,6 +364,8 @@ def main() -> None:
             f"| {r['variant']} | {r['median_step_s']:.3f} | {ratio['lightgcn']:.2f} | "
             f"{ratio['propagation']:.2f} | {epoch:.1f} | {r['peak_rss_mb']:.0f} |"
         )
+    if failed:  # a table with rows missing must not pass for a finished benchmark
+        sys.exit(f"failed: {', '.join(failed)} (their errors are above)")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import time
 import torch
 
 from sslrec.data import DatasetSpec, load_dataset
+from sslrec.data.dataset import benchmark_data_root
 from sslrec.evaluation import Evaluator
 
 MODELS = ("embeddings", "lightgcn", "neumf")
@@ -154,7 +155,7 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="gowalla")
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--model", nargs="+", choices=MODELS, default=["embeddings"])
     ap.add_argument("--dim", type=int, default=64, help="--model embeddings only")
     ap.add_argument("--batch-size", type=int, default=1024)

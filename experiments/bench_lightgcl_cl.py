@@ -24,6 +24,7 @@ from hydra import compose, initialize_config_dir
 import sslrec.models.lightgcl as lightgcl
 from sslrec.__main__ import config_dir
 from sslrec.data import DatasetSpec, load_dataset
+from sslrec.data.dataset import benchmark_data_root
 from sslrec.data.sampling import BPRSampler
 from sslrec.factory import build_model
 from sslrec.losses import total
@@ -32,7 +33,7 @@ from sslrec.losses import total
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="gowalla")
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--batches", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()

@@ -21,6 +21,7 @@ import time
 import torch
 
 from sslrec.data import DatasetSpec, load_dataset
+from sslrec.data.dataset import benchmark_data_root
 from sslrec.graph import normalized_adjacency, symmetric_spmm
 from sslrec.graph.spmm import spmm
 
@@ -38,7 +39,7 @@ def _time(fn, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="gowalla")
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=5)

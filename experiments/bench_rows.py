@@ -27,6 +27,7 @@ import torch
 
 from sslrec.augment import EdgeDropout
 from sslrec.data import Batch, DatasetSpec, load_dataset
+from sslrec.data.dataset import benchmark_data_root
 from sslrec.graph import normalized_adjacency
 from sslrec.graph.rows import MAX_SHARE
 from sslrec.losses import BPRLoss, L2Reg
@@ -59,7 +60,7 @@ def _step(model, batch: Batch, whole: bool) -> tuple[float, torch.Tensor, list[t
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="gowalla")
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--batch", type=int, nargs="+", default=[2048, 8192, 16384, 32768])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", type=int, default=1)

@@ -59,6 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sslrec.data.dataset import benchmark_data_root
+
 HERE = Path(__file__).resolve().parent
 MODELS = ("lightgcn", "simgcl", "xsimgcl")
 #: interactions per user, per item (train + test), and the generator's rank exponents of the
@@ -549,7 +551,7 @@ def main() -> None:
     ap.add_argument("--profile", default="gowalla", choices=list(PROFILES))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--dataset", default=None, help="a real dataset instead of --sizes")
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--steps", type=int, default=3, help="timed steps after a warm-up step")
     ap.add_argument("--threads", nargs="+", type=int, default=[1])
     ap.add_argument("--force-threads", action="store_true", help="run >1 thread under load")

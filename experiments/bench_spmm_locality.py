@@ -54,6 +54,8 @@ from sslrec.graph.spmm import spmm
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_scale import cached_data  # noqa: E402
 
+from sslrec.data.dataset import benchmark_data_root
+
 
 def _pairs_synthetic(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
     arrays = np.load(path)
@@ -192,7 +194,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=float, nargs="*", default=[1e6, 3e6, 1e7, 3e7])
     ap.add_argument("--datasets", nargs="*", default=[])
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--cache", default="/tmp/sslrec_scale_cache")
     ap.add_argument("--profile", default="gowalla")
     ap.add_argument("--dim", type=int, default=64)

@@ -29,6 +29,7 @@ from hydra import compose, initialize_config_dir
 
 from sslrec.__main__ import config_dir
 from sslrec.data import DatasetSpec, load_dataset
+from sslrec.data.dataset import benchmark_data_root
 from sslrec.data.sampling import BPRSampler
 from sslrec.factory import build_model
 from sslrec.losses import infonce, total
@@ -53,7 +54,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", choices=sorted(MODELS), default="xsimgcl")
     ap.add_argument("--dataset", default="gowalla")
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--recompute", action="store_true", help="also time rows=0 (see above)")

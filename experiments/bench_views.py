@@ -26,13 +26,14 @@ import torch
 from omegaconf import OmegaConf
 
 from sslrec.data import DatasetSpec, load_dataset
+from sslrec.data.dataset import benchmark_data_root
 from sslrec.factory import build_model
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="gowalla")
-    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--data-root", default=benchmark_data_root())
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=15)

@@ -13,11 +13,16 @@
 # 3. one full-ranking evaluation of yelp2018 on the device;
 # 4. SimGCL's three encoders in each layout (separate, shared first product, wide), interleaved:
 #    whether shared or wide should be SimGCL's default on a GPU.
-# Everything it prints goes to OUT_DIR (default outputs/gpu_check) with the machine.
+# Everything it prints goes to OUT_DIR (default outputs/gpu_check) with the machine: five
+# files, within what the device tool brings back from $OUT.
+# On the tool's bare machine first run experiments/gpu_pack.sh HERE and carry .gpu: the image
+# lacks Hydra and ../shared/data does not travel (experiments/gpu_env.sh, sourced below).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-outputs/gpu_check}
 mkdir -p "$out"
+# shellcheck source=experiments/gpu_env.sh
+source experiments/gpu_env.sh || exit 1
 { date -u; uname -a; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python -c "import torch; print('torch', torch.__version__, torch.version.cuda)"; } \
   > "$out/machine.txt" 2>&1

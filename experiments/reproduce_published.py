@@ -1,6 +1,7 @@
 """The published comparisons on the LightGCN/SGL splits, resumable across short GPU slots.
 
     python experiments/reproduce_published.py OUT_DIR [--budget SECONDS] [--only NAME ...]
+        [--pack FILE.tar.gz]
 
 Runs the missing rows of :data:`PLAN` in order of value: LightGCN on yelp2018 and gowalla to
 convergence first (the baselines every table needs), then three seeds of SimGCL, XSimGCL and
@@ -12,6 +13,12 @@ first stopped. ``--budget`` stops before the slot ends: a run still going then i
 (SIGTERM; its last checkpoint stays) and the next call resumes it. At the end (and at every
 call) ``OUT_DIR/results.md`` tabulates every row against its published figure, with the
 machine, and ``sslrec report`` writes ``OUT_DIR/report``.
+
+``--pack`` then writes every file of ``OUT_DIR`` but the checkpoints and embeddings into one
+archive: the device tool brings back at most 8 files of 16 MiB from a lent GPU, and a run folder
+holds more files than that (a yelp2018 LightGCN checkpoint alone is ~71 MB). Keep ``OUT_DIR``
+outside the tool's ``$OUT`` and pack into it. The checkpoints then stay on that machine: a later
+call resumes them only while it is still held (a fresh lease starts bare).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -143,6 +151,9 @@ def main() -> int:
     ap.add_argument("out", nargs="?", default="outputs/published")
     ap.add_argument("--budget", type=float, default=None, help="seconds this call may use")
     ap.add_argument("--only", nargs="+", default=None, help="experiments to run (default: all)")
+    ap.add_argument(
+        "--pack", type=Path, default=None, help="archive OUT_DIR here, less checkpoints/embeddings"
+    )
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +181,24 @@ def main() -> int:
         check=False,
     )  # fmt: skip
     print(table(out))
+    if args.pack is not None:
+        pack(out, args.pack)
     return 0
+
+
+#: what --pack leaves out: the per-run state too large to bring back from a lent GPU
+UNPACKED = ("checkpoint.pt", "embeddings.npz")
+
+
+def pack(out: Path, archive: Path) -> None:
+    """``archive`` (.tar.gz): every file under ``out`` but :data:`UNPACKED`, paths relative
+    to ``out``'s parent."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(out.rglob("*")):
+            if path.is_file() and path.name not in UNPACKED and path != archive:
+                tar.add(path, arcname=str(path.relative_to(out.parent)))
+    print(f"packed {archive} ({archive.stat().st_size / 2**20:.1f} MiB)", flush=True)
 
 
 if __name__ == "__main__":

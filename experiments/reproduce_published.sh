@@ -6,6 +6,9 @@
 # model zoo), each with trainer.resume=true so a cut-off run continues where it stopped; writes
 # OUT_DIR/results.md (every row against its published figure, with the machine) and a report.
 # On the project's 2-core CPU one SGL epoch on yelp2018 takes minutes: run this on a GPU.
+# On the device tool's bare machine carry .gpu (experiments/gpu_pack.sh; gpu_env.sh below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=experiments/gpu_env.sh
+source experiments/gpu_env.sh
 exec python experiments/reproduce_published.py "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,17 @@ class DatasetSpec:
     test_file: str = "test.txt"
     user_features_file: str | None = "user_features.txt"
     item_features_file: str | None = "item_features.txt"
+
+
+#: the benchmark datasets' folder (gowalla, yelp2018) unless ``SSLREC_DATA_ROOT`` names another:
+#: ``conf/config.yaml``'s ``data_root`` has the same default
+DEFAULT_DATA_ROOT = "../shared/data"
+
+
+def benchmark_data_root() -> str:
+    """``$SSLREC_DATA_ROOT``, else :data:`DEFAULT_DATA_ROOT`: where the experiments' scripts
+    look for gowalla and yelp2018 (as a run's ``data_root``)."""
+    return os.environ.get("SSLREC_DATA_ROOT", DEFAULT_DATA_ROOT)
 
 
 def resolve_folder(spec: DatasetSpec) -> Path:
