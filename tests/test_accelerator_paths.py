@@ -175,7 +175,7 @@ def _step_grads(model, batch, seed: int) -> tuple[dict[str, float], dict[str, to
     model.zero_grad(set_to_none=True)
     terms = model.loss(batch)
     total(terms).backward()
-    values = {key: float(term.value) for key, term in terms.items()}
+    values = {key: float(term.value.detach()) for key, term in terms.items()}
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return values, grads
 

@@ -184,8 +184,7 @@ def drawn_ahead(
     """
     if getattr(_LOCAL, "ahead", None) is not None:
         raise RuntimeError("drawn_ahead does not nest")
-    cpu = host_paths(device)
-    if not DRAW_AHEAD or draws < 2 or not cpu or torch.get_num_threads() < 2:
+    if not DRAW_AHEAD or draws < 2 or not host_paths(device) or torch.get_num_threads() < 2:
         yield
         return
     ahead = _LOCAL.ahead = _Ahead(draws, tuple(shape), distribution, unit)

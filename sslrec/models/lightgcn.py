@@ -376,15 +376,17 @@ class LightGCN(EmbeddingRecommender):
         weights = list(self.host_weights) + [0.0] * (len(adjs) - self.num_layers)
         x_users, x_items = self.user_embedding.weight, self.item_embedding.weight
         noise = _additive_noise(perturb)
-        if rows is None or not adjs or not getattr(perturb, "noise_at_rows", True):
-            with self._drawn_ahead([perturb], len(adjs)):
+        whole = rows is None or not adjs or not getattr(perturb, "noise_at_rows", True)
+        with self._drawn_ahead([perturb], len(adjs)):
+            if whole:
                 final, tapped = layer_sum(x_users, x_items, adjs, weights, adjs_t, taps, noise)
+            else:
+                final, tapped = layer_sum(
+                    x_users, x_items, adjs, weights, adjs_t, taps, noise, rows, ego_rows=ego
+                )
+        if whole:
             out = self._rows_of(final, tapped, taps, rows)
             return out[0], out[1] + tables
-        with self._drawn_ahead([perturb], len(adjs)):
-            final, tapped = layer_sum(
-                x_users, x_items, adjs, weights, adjs_t, taps, noise, rows, ego_rows=ego
-            )
         kinds = [*taps, -1] if ego else list(taps)  # -1: the ego rows
         return self._held(final, rows), [
             t if k == 0 else self._held(t, rows) for k, t in zip(kinds, tapped, strict=True)
