@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One call on a lent GPU (about 4 minutes): the GPU tests, then the GPU epoch benchmark.
+# One call on a lent GPU (about 4-5 minutes): the GPU tests, then the GPU epoch benchmark.
 #   bash experiments/gpu_check.sh [OUT_DIR]
 # 1. tests/test_gpu.py (no host sync inside a training step of any model, the device sampler,
 #    the tiled InfoNCE kernel on the device, a short CLI run) and the CUDA cases of the kernel
@@ -12,8 +12,10 @@
 #    so that a timeout cuts only it);
 # 3. one full-ranking evaluation of yelp2018 on the device;
 # 4. SimGCL's three encoders in each layout (separate, shared first product, wide), interleaved:
-#    whether shared or wide should be SimGCL's default on a GPU.
-# Everything it prints goes to OUT_DIR (default outputs/gpu_check) with the machine: five
+#    whether shared or wide should be SimGCL's default on a GPU;
+# 5. each model's step eager and replayed from a captured CUDA graph (experiments/
+#    bench_cuda_graph.py): whether the trainer should capture its step on a GPU.
+# Everything it prints goes to OUT_DIR (default outputs/gpu_check) with the machine: six
 # files, within what the device tool brings back from $OUT.
 # On the tool's bare machine first run experiments/gpu_pack.sh HERE and carry .gpu: the image
 # lacks Hydra and ../shared/data does not travel (experiments/gpu_env.sh, sourced below).
@@ -35,5 +37,7 @@ timeout 40 python experiments/bench_evaluation.py --dataset yelp2018 --device cu
   2>&1 | tee "$out/bench_evaluation.txt" | tail -3 || rc=1
 timeout 40 python experiments/bench_views.py --dataset yelp2018 --device cuda --repeats 10 \
   2>&1 | tee "$out/bench_views.txt" | tail -5 || rc=1
+timeout 90 python experiments/bench_cuda_graph.py --dataset yelp2018 --device cuda --steps 40 \
+  2>&1 | tee "$out/bench_cuda_graph.txt" | tail -8 || rc=1
 echo "gpu_check: files in $out (exit $rc)"
 exit $rc

@@ -266,3 +266,60 @@ def test_an_evaluation_reads_the_device_a_fixed_number_of_times(lastfm):
     """Scores and top-k stay on the device for every block of users; the metrics are read
     at the end: 8 times the blocks, as many syncs."""
     assert _syncs_of_an_evaluation(lastfm, 1024) == _syncs_of_an_evaluation(lastfm, 128)
+
+
+class Kernels(TorchDispatchMode):
+    """Counts the aten ops dispatched that launch a kernel on a GPU (views excluded)."""
+
+    VIEWS = {"alias", "detach", "expand", "select", "slice", "t", "transpose", "unbind"}
+    VIEWS |= {"unsqueeze", "view"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.total += func.overloadpacket.__name__ not in self.VIEWS
+        return func(*args, **(kwargs or {}))
+
+
+def _head_kernels(sides: int) -> int:
+    """Kernels of the in-batch head's loss and backward over ``sides`` sides of 64 anchors."""
+    from sslrec.losses.infonce import _in_batch_masked_sides
+
+    torch.manual_seed(0)
+    tables = [torch.randn(50, 8, requires_grad=True) for _ in range(2 * sides)]
+    ids = [torch.randint(0, 50, (64,)) for _ in range(sides)]
+    with accelerator_paths(), Kernels() as kernels:
+        views = [(tables[2 * s], tables[2 * s + 1], ids[s]) for s in range(sides)]
+        _in_batch_masked_sides(views, 0.2, "mean").backward()
+    return kernels.total
+
+
+def test_the_in_batch_head_takes_both_sides_in_the_kernels_of_one():
+    """An accelerator's step is bound by its launches: users and items in one [2, B, B] block
+    cost one side's kernels plus the gathers and stacks of the second."""
+    one, two = _head_kernels(1), _head_kernels(2)
+    assert two <= one + 6, (one, two)
+
+
+def test_noise_drawn_ahead_takes_a_fixed_number_of_kernels():
+    """SimGCL's six noisy layers: one draw and its scaling for all, then sign and add per
+    layer (eight kernels per layer one by one)."""
+    from sslrec.augment import UniformNoise
+
+    aug, x = UniformNoise(0.1), torch.randn(30, 8)
+
+    def kernels(ahead: bool) -> int:
+        with accelerator_paths(), Kernels() as seen:
+            if ahead:
+                with aug.drawn_ahead(6, (30, 8), "cpu"):
+                    for _ in range(6):
+                        aug.add_noise(x.clone())
+            else:
+                for _ in range(6):
+                    aug.add_noise(x.clone())
+        return seen.total - 6  # the clones
+
+    assert kernels(ahead=False) == 6 * 8
+    assert kernels(ahead=True) == 6 + 6 * 2

@@ -500,3 +500,58 @@ def test_drawn_ahead_refuses_what_would_change_the_numbers(two_threads):
         with noise_mod.drawn_ahead(2, (10, 4), "uniform"):
             raise ValueError("inside")
     assert getattr(noise_mod._LOCAL, "ahead", None) is None
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "gaussian"])
+def test_accelerator_draws_ahead_equal_draws_one_by_one(distribution):
+    """On an accelerator the announced noises come from one ``[calls, N, d]`` draw, scaled at
+    once: on the CPU's generator the same numbers as drawn one by one (a GPU's stream is its
+    own), for whole layers and for rows of one (``at``) alike."""
+    from contextlib import nullcontext
+
+    from sslrec.augment import noise as noise_mod
+    from sslrec.devices import accelerator_paths
+
+    aug = UniformNoise(0.2, distribution)
+    x = torch.randn(12, 4)
+    rows = torch.tensor([1, 5, 11])
+
+    def run(ahead: bool) -> list[torch.Tensor]:
+        torch.manual_seed(7)
+        with accelerator_paths():
+            with aug.drawn_ahead(3, (12, 4), "cpu") if ahead else nullcontext():
+                assert (getattr(noise_mod._LOCAL, "scaled", None) is not None) == ahead
+                return [
+                    aug.add_noise(x.clone()),
+                    aug.add_noise(x[rows].clone(), at=(rows, 12)),
+                    aug.additive_noise(x).clone(),
+                ]
+
+    got, want = run(True), run(False)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)
+    assert not torch.equal(got[0], x)
+
+
+def test_accelerator_draws_ahead_refuse_what_was_not_announced():
+    from sslrec.augment import noise as noise_mod
+    from sslrec.devices import accelerator_paths
+
+    aug, x = UniformNoise(0.1), torch.ones(10, 4)
+    with accelerator_paths():
+        with pytest.raises(RuntimeError, match="3 draws were announced to drawn_ahead, 2 made"):
+            with aug.drawn_ahead(3, (10, 4), "cpu"):
+                aug.add_noise(x.clone())
+                aug.add_noise(x.clone())
+        with pytest.raises(RuntimeError, match="more draws than announced"):
+            with aug.drawn_ahead(2, (10, 4), "cpu"):
+                for _ in range(3):
+                    aug.add_noise(x.clone())
+        with pytest.raises(RuntimeError, match="announced draws of"):
+            with aug.drawn_ahead(2, (10, 4), "cpu"):
+                aug.add_noise(torch.ones(11, 4))
+        with pytest.raises(RuntimeError, match="does not nest"):
+            with aug.drawn_ahead(2, (10, 4), "cpu"):
+                with aug.drawn_ahead(2, (10, 4), "cpu"):
+                    pass
+        assert getattr(noise_mod._LOCAL, "scaled", None) is None

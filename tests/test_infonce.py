@@ -295,3 +295,57 @@ def test_all_negatives_take_each_distinct_anchor_once(monkeypatch, reduction):
     assert recomputed == []
     for a, b in zip(out[True], out[False], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_unit_rows_is_f_normalize_with_a_shorter_backward():
+    """The accelerator's normalisation: F.normalize's values bit for bit, its gradients to
+    float64 rounding, also for a zero row, a row below ε and one at ε exactly; gradcheck."""
+    import torch.nn.functional as F
+
+    from sslrec.devices import accelerator_paths
+    from sslrec.losses.normalize import EPS, _UnitRows, unit_rows
+
+    torch.manual_seed(3)
+    x = torch.randn(6, 5, dtype=torch.float64)
+    x[2], x[3] = 0.0, x[3] * 1e-14
+    x[4] = torch.tensor([EPS, 0, 0, 0, 0], dtype=torch.float64)
+    x.requires_grad_(True)
+    g = torch.randn(6, 5, dtype=torch.float64)
+    with accelerator_paths():
+        y = unit_rows(x)
+    assert y.grad_fn is not None and "UnitRows" in type(y.grad_fn).__name__
+    ref = F.normalize(x, dim=-1)
+    assert torch.equal(y, ref)
+    (got,) = torch.autograd.grad(y, x, g)
+    (want,) = torch.autograd.grad(ref, x, g)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-15)
+    assert "UnitRows" not in type(unit_rows(x).grad_fn).__name__  # the host: F.normalize
+    smooth = torch.randn(4, 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: _UnitRows.apply(t, EPS), (smooth,))
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_both_sides_in_one_block_equal_each_side_alone(reduction):
+    """The accelerator's in-batch head computes users and items in one [2, B, B] block: the
+    sum of each side's unique-id form, values and gradients."""
+    from sslrec.devices import accelerator_paths
+    from sslrec.losses.infonce import _in_batch_masked_sides
+
+    torch.manual_seed(4)
+    u1, u2 = (torch.randn(9, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    i1, i2 = (torch.randn(6, 5, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    users = torch.tensor([4, 1, 4, 4, 0, 1, 7])
+    items = torch.tensor([5, 5, 2, 0, 1, 3, 2])
+    leaves = (u1, u2, i1, i2)
+    ref = info_nce(u1, u2, users, 0.3, "in_batch", reduction) + info_nce(
+        i1, i2, items, 0.3, "in_batch", reduction
+    )
+    with accelerator_paths():
+        got = _in_batch_masked_sides([(u1, u2, users), (i1, i2, items)], 0.3, reduction)
+        head = InfoNCEHead(0.3, "in_batch", reduction)((u1, i1), (u2, i2), users, items)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    assert torch.equal(head, got)
+    for g, r in zip(
+        torch.autograd.grad(got, leaves), torch.autograd.grad(ref, leaves), strict=True
+    ):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)

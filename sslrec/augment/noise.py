@@ -226,6 +226,21 @@ def draw_like(
     return torch.from_numpy(buf).to(x.dtype)
 
 
+class _Scaled:
+    """One thread's noises drawn and scaled ahead on an accelerator
+    (:meth:`UniformNoise._scaled_ahead`), handed out in order."""
+
+    def __init__(self, noises: list[torch.Tensor], shape: tuple[int, ...]) -> None:
+        self.noises, self.shape = noises, shape
+
+    def next(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if shape != self.shape:
+            raise RuntimeError(f"drawn_ahead announced draws of {self.shape}, not {shape}")
+        if not self.noises:
+            raise RuntimeError("more draws than announced to drawn_ahead")
+        return self.noises.pop(0)
+
+
 @dataclass(frozen=True)
 class UniformNoise(EmbeddingAugmenter):
     """``e ← e + ε · sign(e) ⊙ normalize(Δ)``, ``Δ ~ U(0, 1)^d`` per row.
@@ -277,23 +292,66 @@ class UniformNoise(EmbeddingAugmenter):
         the one drawn as ``U`` (tested). The clamp only acts on a row of zeros, whose noise is
         zero either way.
         """
+        queued = getattr(_LOCAL, "scaled", None)
+        if queued is not None:  # drawn and scaled ahead (an accelerator: _scaled_ahead)
+            whole = queued.next(tuple(x.shape) if at is None else (at[1], x.shape[1]))
+            return whole if at is None else whole.index_select(0, at[0])
         if at is None:
             noise = draw_like(x, self.distribution, unit=False)
         else:
             rows, n = at
             whole = draw_like(x, self.distribution, unit=False, shape=(n, x.shape[1]))
             noise = whole.index_select(0, rows)
+        return self._scale(noise)
+
+    def _scale(self, noise: torch.Tensor) -> torch.Tensor:
+        """``ε · normalize(noise)`` along the last dimension, in place."""
         norm = torch.linalg.vector_norm(noise, dim=-1, keepdim=True)
         return noise.mul_(norm.clamp_min_(NORM_EPS).reciprocal_().mul_(self.eps))
 
     def drawn_ahead(
-        self, calls: int, shape: tuple[int, ...], device: torch.device | str
+        self,
+        calls: int,
+        shape: tuple[int, ...],
+        device: torch.device | str,
+        dtype: torch.dtype = torch.float32,
     ) -> AbstractContextManager[None]:
         """A context for the next ``calls`` calls of :meth:`add_noise` (or
         :meth:`additive_noise`) on ``[N, d] = shape`` layers or rows of them, each of which
-        draws once, the whole layer (also with ``at``): :func:`drawn_ahead` for them. The
-        encoders open it where an augmenter has it (``LightGCN._drawn_ahead``)."""
-        return drawn_ahead(calls, shape, self.distribution, device)
+        draws once, the whole layer (also with ``at``): on the CPU :func:`drawn_ahead` for
+        them (the same numbers as one by one); on an accelerator all ``calls`` noises come
+        from one ``[calls, N, d]`` draw scaled in five kernels, instead of a draw and five
+        kernels per call (:meth:`_scaled_ahead`). The encoders open it where an augmenter has it
+        (``LightGCN._drawn_ahead``)."""
+        if host_paths(device):
+            return drawn_ahead(calls, shape, self.distribution, device)
+        return self._scaled_ahead(calls, tuple(shape), device, dtype)
+
+    @contextmanager
+    def _scaled_ahead(
+        self, calls: int, shape: tuple[int, ...], device: torch.device | str, dtype: torch.dtype
+    ) -> Iterator[None]:
+        """The accelerator's :meth:`drawn_ahead`: an accelerator's step is bound by its kernel
+        launches, not their work. The numbers are those of one ``torch.rand`` (or ``randn``)
+        of ``[calls, N, d]``: on the CPU's generator the draws one by one, on a GPU's another
+        stream of the same seed (each device has its own). Refused (``RuntimeError``): a draw
+        of another shape, more or fewer draws than announced, nesting."""
+        if getattr(_LOCAL, "scaled", None) is not None:
+            raise RuntimeError("drawn_ahead does not nest")
+        if calls < 2:
+            yield
+            return
+        draw = torch.rand if self.distribution == "uniform" else torch.randn
+        with torch.no_grad():
+            noises = self._scale(draw((calls, *shape), dtype=dtype, device=device))
+        queue = _LOCAL.scaled = _Scaled(list(noises.unbind(0)), shape)
+        try:
+            yield
+        finally:
+            _LOCAL.scaled = None
+        if queue.noises:
+            made = calls - len(queue.noises)
+            raise RuntimeError(f"{calls} draws were announced to drawn_ahead, {made} made")
 
     @torch.no_grad()
     def additive_noise(self, x: torch.Tensor) -> torch.Tensor:

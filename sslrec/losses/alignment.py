@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from sslrec.losses.base import RankingBatch, RankingLoss, Term
+from sslrec.losses.normalize import unit_rows
 
 
 def alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -24,7 +24,7 @@ def alignment(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     Returns:
         scalar tensor.
     """
-    return (F.normalize(x, dim=-1) - F.normalize(y, dim=-1)).pow(2).sum(-1).mean()
+    return (unit_rows(x) - unit_rows(y)).pow(2).sum(-1).mean()
 
 
 def uniformity(x: torch.Tensor) -> torch.Tensor:
@@ -44,7 +44,7 @@ def uniformity(x: torch.Tensor) -> torch.Tensor:
     n = x.shape[0]
     if n < 2:
         return x.sum() * 0
-    sq = torch.pdist(F.normalize(x, dim=-1), p=2).pow(2)  # [B(B−1)/2], pairs a < b
+    sq = torch.pdist(unit_rows(x), p=2).pow(2)  # [B(B−1)/2], pairs a < b
     return torch.logsumexp(-2 * sq, dim=0) - math.log(sq.numel())
 
 

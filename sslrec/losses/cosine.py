@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from sslrec.losses.base import RankingBatch, RankingLoss, check_reduction, reduce
+from sslrec.losses.normalize import unit_rows
 
 
 def cosine_scores(
@@ -19,10 +19,10 @@ def cosine_scores(
     ``F.normalize`` divides by ``max(‖x‖, 1e-12)``, so a zero vector gives cosine 0 and a
     finite gradient.
     """
-    u = F.normalize(user, dim=-1)
+    u = unit_rows(user)
     u_neg = u.unsqueeze(1) if neg.dim() == user.dim() + 1 else u
-    pos_cos = (u * F.normalize(pos, dim=-1)).sum(-1)
-    neg_cos = (u_neg * F.normalize(neg, dim=-1)).sum(-1)
+    pos_cos = (u * unit_rows(pos)).sum(-1)
+    neg_cos = (u_neg * unit_rows(neg)).sum(-1)
     return pos_cos, neg_cos
 
 

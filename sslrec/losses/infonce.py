@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from sslrec.devices import host_paths
 from sslrec.graph.rows import Rows, take
+from sslrec.losses.normalize import unit_rows
 from sslrec.losses.tiled import tiled_logsumexp
 
 
@@ -70,9 +71,9 @@ def info_nce(
         # accelerators, where torch.unique's data-dependent size would sync with the host.
         anchors, counts = torch.unique(anchors, return_counts=True)
     # 1/τ is folded into the [B, d] anchors rather than applied to the [B, N] logits block.
-    a = F.normalize(take(view1, anchors), dim=-1) / temperature
-    p = F.normalize(take(view2, anchors), dim=-1)
-    candidates = p if negatives == "in_batch" else F.normalize(view2, dim=-1)
+    a = unit_rows(take(view1, anchors)) / temperature
+    p = unit_rows(take(view2, anchors))
+    candidates = p if negatives == "in_batch" else unit_rows(view2)
     a_lp, c_lp = (a, candidates) if precision == "fp32" else (a.bfloat16(), candidates.bfloat16())
     weights = None if counts is None else counts.to(a.dtype)
     if fused:
@@ -87,14 +88,13 @@ def info_nce(
 
 
 def first_occurrence(ids: torch.Tensor) -> torch.Tensor:
-    """``[B]`` bool: ``True`` at the first position of each distinct id (no host sync)."""
-    order = torch.argsort(ids, stable=True)
-    sorted_ids = ids[order]
+    """``[..., B]`` bool: ``True`` at the first position of each distinct id along the last
+    dimension (each row on its own; no host sync)."""
+    order = torch.argsort(ids, dim=-1, stable=True)
+    sorted_ids = ids.gather(-1, order)
     first = torch.ones_like(ids, dtype=torch.bool)
-    first[1:] = sorted_ids[1:] != sorted_ids[:-1]
-    keep = torch.empty_like(first)
-    keep[order] = first
-    return keep
+    first[..., 1:] = sorted_ids[..., 1:] != sorted_ids[..., :-1]
+    return torch.empty_like(first).scatter_(-1, order, first)
 
 
 def _in_batch_masked(
@@ -108,14 +108,31 @@ def _in_batch_masked(
     """In-batch InfoNCE over the unique anchors without ``torch.unique``: duplicate ids are
     masked out as anchors and as candidates, so the value equals the unique-id form (up to
     summation order) with shapes that do not depend on the data."""
+    return _in_batch_masked_sides([(view1, view2, anchors)], temperature, reduction, precision)
+
+
+def _in_batch_masked_sides(
+    sides: Sequence[tuple[torch.Tensor | Rows, torch.Tensor | Rows, torch.Tensor]],
+    temperature: float,
+    reduction: str,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """``Σ_s`` :func:`_in_batch_masked` ``(view1_s, view2_s, anchors_s)`` over ``sides`` whose
+    anchors are all ``[B]``, computed for every side at once: a ``[S, B, B]`` block, one
+    kernel per step for all sides (an accelerator's step is bound by its launches; for
+    SimGCL/XSimGCL's users and items this halves the head's)."""
+    anchors = torch.stack([ids for _, _, ids in sides])  # [S, B]
     keep = first_occurrence(anchors)
-    a = F.normalize(take(view1, anchors), dim=-1) / temperature
-    p = F.normalize(take(view2, anchors), dim=-1)
+    a = unit_rows(torch.stack([take(v1, ids) for v1, _, ids in sides])) / temperature
+    p = unit_rows(torch.stack([take(v2, ids) for _, v2, ids in sides]))
     dt = torch.bfloat16 if precision == "bf16" else a.dtype
-    logits = (a.to(dt) @ p.to(dt).t()).to(a.dtype).masked_fill(~keep[None, :], float("-inf"))
-    loss = (torch.logsumexp(logits, dim=1) - (a * p).sum(-1)) * keep
-    total = loss.sum()
-    return total if reduction == "sum" else total / keep.sum()
+    logits = torch.bmm(a.to(dt), p.to(dt).transpose(1, 2)).to(a.dtype)  # [S, B, B]
+    logits = logits.masked_fill(~keep[:, None, :], float("-inf"))
+    loss = (torch.logsumexp(logits, dim=-1) - (a * p).sum(-1)) * keep  # [S, B]
+    per_side = loss.sum(-1)
+    if reduction == "mean":
+        per_side = per_side / keep.sum(-1)
+    return per_side.sum()
 
 
 @dataclass(frozen=True)
@@ -162,6 +179,13 @@ class InfoNCEHead:
             users: ``[B]`` batch users (user-side anchors).
             items: ``[B]`` batch positive items (item-side anchors).
         """
+        if (
+            self.negatives == "in_batch"
+            and not host_paths(users.device)
+            and users.shape == items.shape
+        ):  # both sides in one block: half the kernels (on the host, torch.unique's sizes)
+            sides = [(view1[0], view2[0], users), (view1[1], view2[1], items)]
+            return _in_batch_masked_sides(sides, self.temperature, self.reduction, self.precision)
         kw = {
             "temperature": self.temperature,
             "negatives": self.negatives,

@@ -33,6 +33,7 @@ from sslrec.graph.rows import Rows
 from sslrec.graph.spmm import transposed_spmm
 from sslrec.losses import BPRLoss, L2Reg, RankingLoss, Term
 from sslrec.losses.infonce import first_occurrence
+from sslrec.losses.normalize import unit_rows
 from sslrec.losses.tiled import tiled_logsumexp
 from sslrec.models.base import with_ssl
 from sslrec.models.lightgcn import LightGCN
@@ -328,8 +329,8 @@ class LightGCL(LightGCN):
         keep: torch.Tensor,
     ) -> torch.Tensor:
         mask = torch.rand(ids.shape[0], device=ids.device) > 0.5  # official 50% anchor dropout
-        zb = F.normalize(F.embedding(ids, z), dim=1)
-        hb = F.normalize(F.embedding(ids, g), dim=1) @ w
+        zb = unit_rows(F.embedding(ids, z))
+        hb = unit_rows(F.embedding(ids, g)) @ w
         pos = torch.exp((zb * hb).sum(1) / self.temperature)
         logits = (zb @ hb.t() / self.temperature).masked_fill(~keep[None, :], float("-inf"))
         neg = torch.exp(logits).sum(1)

@@ -311,7 +311,7 @@ class LightGCN(EmbeddingRecommender):
             return nullcontext()
         weight = self.user_embedding.weight
         shape = (self.n_users + self.n_items, weight.shape[1])
-        return noisy[0].drawn_ahead(len(noisy) * layers, shape, weight.device)  # type: ignore[attr-defined]
+        return noisy[0].drawn_ahead(len(noisy) * layers, shape, weight.device, weight.dtype)  # type: ignore[attr-defined]
 
     def _linear(self, perturbs: Sequence[Callable[[torch.Tensor], torch.Tensor] | None]) -> bool:
         """Whether the encoder is linear in ``E^(0)`` under ``perturbs``: no ``layer_norm``,

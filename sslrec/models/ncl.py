@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from sslrec.data.sampling import Batch
 from sslrec.losses import L2Reg, Term, info_nce
+from sslrec.losses.normalize import unit_rows
 from sslrec.losses.tiled import tiled_logsumexp
 from sslrec.models.base import with_ssl
 from sslrec.models.kmeans import kmeans
@@ -194,7 +195,7 @@ class NCL(LightGCN):
     ) -> torch.Tensor:
         """``Σ_b logsumexp_j(ẑ_b · c_j / τ) − ẑ_b · c(b) / τ`` with ``ẑ_b`` the normalised
         ``table`` rows of ``ids`` ``[B]`` and ``centroids`` ``[k, d]`` (unit rows, constant)."""
-        anchors = F.normalize(F.embedding(ids, table), dim=-1) / self.ssl_temp
+        anchors = unit_rows(F.embedding(ids, table)) / self.ssl_temp
         positives = centroids.index_select(0, clusters.index_select(0, ids))
         lse = tiled_logsumexp(anchors, centroids)
         return (lse - (anchors * positives).sum(-1)).sum()

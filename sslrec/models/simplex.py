@@ -59,6 +59,7 @@ from sslrec.data.sampling import Batch
 from sslrec.devices import host_paths
 from sslrec.evaluation.scoring import InnerProductScorer, Scorer
 from sslrec.losses import CCLLoss, RankingBatch, RankingLoss, Term, ccl_loss
+from sslrec.losses.normalize import unit_rows
 from sslrec.models.base import Recommender
 
 AGGREGATORS = ("mean", "user_attention", "self_attention")
@@ -338,10 +339,10 @@ class SimpleX(Recommender):
         """The ranking loss's terms on ``s = dropout(û) · î`` of the positive and the negatives,
         then ``reg``."""
         neg = self.negatives(batch)
-        u = F.normalize(self.user_vectors(batch.users, batch.pos), dim=-1)
+        u = unit_rows(self.user_vectors(batch.users, batch.pos))
         u = F.dropout(u, self.dropout, self.training)  # after normalising, as the official code
         # normalising the table once costs I·d, less than the B·(k+1) gathered rows
-        item_hat = F.normalize(self.item_embedding.weight, dim=-1)
+        item_hat = unit_rows(self.item_embedding.weight)
         pos_scores, neg_scores = self.train_scores(u, item_hat, batch.pos, neg)
         terms = self.rank_terms(pos_scores, neg_scores, u, item_hat, batch.pos, neg)
         terms["reg"] = Term(self.reg_loss())
