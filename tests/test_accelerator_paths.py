@@ -323,3 +323,32 @@ def test_noise_drawn_ahead_takes_a_fixed_number_of_kernels():
 
     assert kernels(ahead=False) == 6 * 8
     assert kernels(ahead=True) == 6 + 6 * 2
+
+
+@pytest.mark.parametrize("name", ["simgcl", "xsimgcl"])
+def test_noise_drawn_ahead_trains_as_drawn_one_by_one(lastfm, monkeypatch, name):
+    """With noise (ε = 0.1), a step on the accelerator's paths with the noise drawn ahead gives
+    the loss and gradients of the noise drawn layer by layer: on the CPU's generator the same
+    numbers, added to the same layers."""
+    from contextlib import nullcontext
+
+    from sslrec.augment import UniformNoise
+
+    model = _model(name, data=lastfm)
+    model.train()
+    torch.manual_seed(1)
+    model.start_epoch()
+    (batch,) = _batches(model, lastfm, n=1)
+    entered = []
+    real = UniformNoise._scaled_ahead
+    monkeypatch.setattr(
+        UniformNoise, "_scaled_ahead", lambda self, *a: entered.append(a[0]) or real(self, *a)
+    )
+    with accelerator_paths():
+        ahead = _step_grads(model, batch, seed=2)
+        assert entered == [3 if name == "xsimgcl" else 6]  # the layers of its noisy views
+        monkeypatch.setattr(UniformNoise, "drawn_ahead", lambda *a, **k: nullcontext())
+        one_by_one = _step_grads(model, batch, seed=2)
+    assert ahead[0] == one_by_one[0]
+    for key, grad in ahead[1].items():
+        assert torch.equal(grad, one_by_one[1][key]), key
