@@ -176,20 +176,15 @@ def test_experiments_hold_the_official_settings(experiment, gamma, batch, layers
     assert cfg.model.reg.weight == 0 and cfg.trainer.metric == "ndcg@20"
 
 
-def test_selfrec_overrides_in_the_yelp2018_comment_compose():
-    cfg = _compose(
-        "+experiment=directau_yelp2018",
-        "model.num_layers=3",
-        "loss.gamma=2",
-        "trainer.batch_size=2048",
-        "trainer.weight_decay=0",
-        "model/reg=selfrec",
-        "model.reg.weight=1e-4",
-        "model.init=xavier_uniform",
-        "trainer.epochs=50",
-        "trainer.metric=recall@20",
-        "trainer.protocol=paper",
-    )
+def test_the_selfrec_experiment_holds_selfrecs_settings():
+    """``directau_selfrec_yelp2018``: the run behind the figure published on this split
+    (SELFRec conf/DirectAU.yaml, model/graph/DirectAU.py)."""
+    cfg = _compose("+experiment=directau_selfrec_yelp2018")
+    assert cfg.model._target_ == "sslrec.models.directau.DirectAU"
+    assert cfg.model.init == "xavier_uniform" and cfg.trainer.weight_decay == 0
+    assert (cfg.trainer.batch_size, cfg.trainer.lr, cfg.trainer.epochs) == (2048, 1e-3, 50)
+    assert (cfg.trainer.metric, cfg.trainer.protocol) == ("recall@20", "paper")
+    assert cfg.trainer.patience >= cfg.trainer.epochs  # SELFRec trains every epoch
     reg = cfg.model.reg
     assert (reg.weight, reg.squared, reg.apply_to, reg.include_negative) == (
         1e-4,

