@@ -30,6 +30,7 @@ A capture that fails is reported with its error, not hidden: that is the finding
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import platform
@@ -82,8 +83,8 @@ class Run:
 
     def batches(self, n: int) -> list:
         """The first ``n`` full batches of an epoch, drawn on the device."""
-        out = [b for b in self.sampler.epoch() if b.users.shape[0] == self.sampler.batch_size]
-        return out[:n]
+        full = (b for b in self.sampler.epoch() if b.users.shape[0] == self.sampler.batch_size)
+        return list(itertools.islice(full, n))
 
     def body(self, batch) -> None:
         """Loss, backward, Adam, and the terms summed on the device (the trainer's step)."""
