@@ -45,6 +45,7 @@ import time
 import torch
 
 from sslrec.data.dataset import benchmark_data_root
+from sslrec.gemm import cpu_gemm_backend, cpu_name
 
 # name -> (model, overrides)
 VARIANTS = {
@@ -73,6 +74,10 @@ VARIANTS["lightgcn-l2-tables"] = VARIANTS["lightgcn"]
 # steps), as before the encoders announced their draws (sslrec.augment.noise.drawn_ahead)
 for _name in ("simgcl", "xsimgcl"):
     VARIANTS[f"{_name}-one-by-one"] = VARIANTS[_name]
+# NAME-mkl / NAME-onednn: NAME with its CPU fp32 GEMMs on that library, whichever this CPU gets
+# by default (sslrec.gemm)
+for _name in ("sgl-ed",):
+    VARIANTS[f"{_name}-mkl"] = VARIANTS[f"{_name}-onednn"] = VARIANTS[_name]
 DEFAULT = ["propagation", "lightgcn", "sgl-ed", "sgl-ed-block", "simgcl", "xsimgcl"]
 
 
@@ -130,6 +135,15 @@ def _build(args: argparse.Namespace, name: str, data, device: torch.device):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+
+    if name.endswith(("-mkl", "-onednn")):
+        from sslrec.gemm import cpu_gemm
+
+        default_step = step
+
+        def step(batch) -> None:  # the same step, its GEMMs on the named library
+            with cpu_gemm(name.rsplit("-", 1)[1]):
+                default_step(batch)
 
     if name.endswith("-one-by-one"):
         from sslrec.augment import noise
@@ -246,7 +260,8 @@ def paired(args: argparse.Namespace) -> None:
     threads = args.threads or torch.get_num_threads()
     print(
         f"{args.dataset}, device {args.device}, {threads} threads, torch {torch.__version__}, "
-        f"{platform.machine()}; {args.batches} cycles of one step per variant in one process "
+        f"{platform.machine()} ({cpu_name()}, CPU GEMM {cpu_gemm_backend()}); {args.batches} "
+        "cycles of one step per variant in one process "
         f"(peak RSS of all together: {_peak_rss_mb():.0f} MB)"
     )
     print(
@@ -349,7 +364,8 @@ def main() -> None:
     threads = args.threads or torch.get_num_threads()
     print(
         f"\n{args.dataset}, device {args.device}, {threads} threads, torch {torch.__version__}, "
-        f"{platform.machine()}; medians of {args.batches} steps, median of {args.rounds} "
+        f"{platform.machine()} ({cpu_name()}, CPU GEMM {cpu_gemm_backend()}); medians of "
+        f"{args.batches} steps, median of {args.rounds} "
         "interleaved rounds"
     )
     print("| variant | s/step | × LightGCN | × propagation | s/epoch (est.) | peak RSS MB |")

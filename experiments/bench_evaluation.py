@@ -5,6 +5,7 @@ python experiments/bench_evaluation.py --model lightgcn neumf --threads 1 --repe
 python experiments/bench_evaluation.py --item-tile 0 2048 8192 --threads 2 --repeats 5
 python experiments/bench_evaluation.py --selection full chunked --threads 2 --repeats 5
 python experiments/bench_evaluation.py --selection chunked --precision fp32 bf16 --threads 2
+python experiments/bench_evaluation.py --gemm mkl onednn --threads 2 --repeats 5
 
 ``--model embeddings`` (the default) ranks random ``[U, dim]``/``[I, dim]`` embeddings by inner
 product: the ranker alone. ``--model lightgcn`` / ``neumf`` time a whole evaluation of a
@@ -17,7 +18,8 @@ with whole score rows (0) and with item tiles merged into a running top-k, ``--s
 whole-row ``torch.topk`` (``full``, the path before 2026-12-06) against the chunk-maxima
 selection over cache-sized user sub-blocks (``chunked``, the CPU default); variants run
 interleaved and every variant's metrics must equal the first's bit for bit. ``--device cuda``
-runs it on a GPU.
+runs it on a GPU. ``--gemm`` times the CPU's fp32 score products on MKL and on oneDNN
+(:mod:`sslrec.gemm`; the default is the library this CPU gets).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch
 from sslrec.data import DatasetSpec, load_dataset
 from sslrec.data.dataset import benchmark_data_root
 from sslrec.evaluation import Evaluator
+from sslrec.gemm import BACKENDS, cpu_gemm, cpu_gemm_backend, cpu_name
 
 MODELS = ("embeddings", "lightgcn", "neumf")
 
@@ -91,9 +94,10 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
 
     rss_before = _peak_rss_mb()
     tiles = args.item_tile if model_name != "neumf" else [0]
-    # (item_tile, selection, precision): a tile overrides the selection, so tiles run once
+    # (item_tile, selection, precision, gemm): a tile overrides the selection, so tiles run once
     grid = [
-        (t, s, p)
+        (t, s, p, g)
+        for g in args.gemm
         for p in args.precision
         for t in tiles
         for s in (args.selection if t == 0 else ["full"])
@@ -106,19 +110,21 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
     for variant in grid:
         configure(variant)
         for _ in range(args.warmup):
-            metrics[variant] = evaluate()
+            with cpu_gemm(variant[3]):
+                metrics[variant] = evaluate()
     times: dict[tuple, list[float]] = {v: [] for v in grid}
     for _ in range(args.repeats):  # variants interleaved: a noisy machine hits them alike
         for variant in grid:
             configure(variant)
             _sync(device)
             t0 = time.perf_counter()
-            metrics[variant] = evaluate()
+            with cpu_gemm(variant[3]):
+                metrics[variant] = evaluate()
             _sync(device)
             times[variant].append(time.perf_counter() - t0)
     first = grid[0]
     variants = {
-        f"item_tile={v[0] or 'rows'},selection={v[1]},precision={v[2]}": {
+        f"item_tile={v[0] or 'rows'},selection={v[1]},precision={v[2]},gemm={v[3]}": {
             "median_s": statistics.median(times[v]),
             "ratio_to_first": statistics.median(times[v]) / statistics.median(times[first]),
             "metrics_identical_to_first": metrics[v] == metrics[first],
@@ -149,6 +155,7 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "machine": platform.machine(),
+        "cpu": cpu_name(),
     }
 
 
@@ -186,6 +193,13 @@ def main() -> None:
         default=["fp32"],
         help="score precisions (bf16: not exact; its metric difference is reported)",
     )
+    ap.add_argument(
+        "--gemm",
+        nargs="+",
+        choices=BACKENDS,
+        default=[cpu_gemm_backend()],
+        help="CPU fp32 GEMM libraries (sslrec.gemm), timed interleaved",
+    )
     args = ap.parse_args()
     if len(args.model) == 1:
         print(json.dumps(bench_one(args, args.model[0]), indent=2))
@@ -198,7 +212,7 @@ def main() -> None:
             "--eval-memory-mb", str(args.eval_memory_mb), "--repeats", str(args.repeats),
             "--warmup", str(args.warmup), "--device", args.device,
             "--item-tile", *map(str, args.item_tile), "--selection", *args.selection,
-            "--precision", *args.precision,
+            "--precision", *args.precision, "--gemm", *args.gemm,
         ] + (["--threads", str(args.threads)] if args.threads else [])  # fmt: skip
         out = subprocess.run(
             [sys.executable, __file__, *argv], check=True, capture_output=True, text=True

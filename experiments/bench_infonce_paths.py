@@ -8,6 +8,10 @@ each variant's time is reported as the median of its per-repeat ratio to the rec
 
     python experiments/bench_infonce_paths.py --threads 1 --rows 0 32 64 128 256
     python experiments/bench_infonce_paths.py --threads 1 --weighted
+    python experiments/bench_infonce_paths.py --threads 2 --gemm mkl onednn
+
+``--gemm`` runs each eager variant with each CPU GEMM library (:mod:`sslrec.gemm`; the
+recomputing path always takes torch's ``mm``); the default is the one this CPU gets.
 
 ``--weighted`` takes a loss over each distinct anchor once, weighted by its count (LightGCL's, and
 SGL's since 2026-12-07): the anchors are the distinct ids of ``B`` draws from ``B`` ids (~63%
@@ -26,6 +30,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from sslrec.gemm import BACKENDS, cpu_gemm, cpu_gemm_backend, cpu_name
 from sslrec.losses.tiled import default_rows, tiled_logsumexp
 
 
@@ -38,6 +43,7 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=64)
     ap.add_argument("--rows", type=int, nargs="+", default=[0], help="0: default_rows")
     ap.add_argument("--weighted", action="store_true", help="a count-weighted loss (see above)")
+    ap.add_argument("--gemm", nargs="+", choices=BACKENDS, default=[cpu_gemm_backend()])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
@@ -52,25 +58,29 @@ def main() -> None:
         c = F.normalize(torch.randn(n, args.d, generator=g), dim=-1)
         sides.append((a.requires_grad_(), c.requires_grad_(), w))
 
-    def step(variant: tuple[int | None, bool]) -> None:
-        rows, told = variant
-        for a, c, w in sides:
-            lse = tiled_logsumexp(a, c, rows=rows, weights=w if told else None)
-            (lse.sum() if w is None else (lse * w).sum()).backward()
-            a.grad = c.grad = None
+    def step(variant: tuple[int | None, bool, str]) -> None:
+        rows, told, gemm = variant
+        with cpu_gemm(gemm):
+            for a, c, w in sides:
+                lse = tiled_logsumexp(a, c, rows=rows, weights=w if told else None)
+                (lse.sum() if w is None else (lse * w).sum()).backward()
+                a.grad = c.grad = None
 
-    variants: dict[str, tuple[int | None, bool]] = {"recompute (rows=0)": (0, True)}
-    for r in args.rows:
-        name = (
-            f"eager, default rows ({default_rows(max(args.N), torch.float32)})"
-            if r == 0
-            else f"eager, rows={r}"
-        )
-        if args.weighted:
-            variants[name + ", weights given"] = (r or None, True)
-            variants[name + ", weights not given"] = (r or None, False)
-        else:
-            variants[name] = (r or None, True)
+    variants: dict[str, tuple[int | None, bool, str]] = {
+        "recompute (rows=0)": (0, True, args.gemm[0])
+    }
+    for gemm in args.gemm:
+        for r in args.rows:
+            with cpu_gemm(gemm):  # the library sets the default rows
+                rows_default = default_rows(max(args.N), torch.float32)
+            name = f"eager, default rows ({rows_default})" if r == 0 else f"eager, rows={r}"
+            if len(args.gemm) > 1:
+                name += f", {gemm}"
+            if args.weighted:
+                variants[name + ", weights given"] = (r or None, True, gemm)
+                variants[name + ", weights not given"] = (r or None, False, gemm)
+            else:
+                variants[name] = (r or None, True, gemm)
     for rows in variants.values():
         step(rows)  # warm-up
     times: dict[str, list[float]] = {k: [] for k in variants}
@@ -86,7 +96,8 @@ def main() -> None:
     print(
         f"B={args.B} ({kind}), "
         f"N={args.N}, d={args.d}, fp32, {args.threads} threads, torch "
-        f"{torch.__version__}, {platform.machine()}; {args.repeats} interleaved repeats"
+        f"{torch.__version__}, {platform.machine()} ({cpu_name()}); CPU GEMM {args.gemm}; "
+        f"{args.repeats} interleaved repeats"
     )
     print("| variant | median s (both sides) | / recompute (median of ratios, quartiles) |")
     print("|---|---:|---:|")

@@ -35,6 +35,7 @@ from sslrec.data import DatasetSpec, Interactions, load_dataset, split_validatio
 from sslrec.data.dataset import resolve_folder
 from sslrec.evaluation import Evaluator
 from sslrec.factory import build_model
+from sslrec.gemm import cpu_gemm_backend
 from sslrec.io import (
     CHECKPOINT,
     CONFIG,
@@ -283,6 +284,8 @@ def _fit(
     # where it ran: a SLURM or joblib job's results say which device and how many threads
     results["device"] = str(device)
     results["threads"] = torch.get_num_threads()
+    if torch.device(device).type == "cpu":  # which library's fp32 products (sslrec.gemm)
+        results["cpu_gemm"] = cpu_gemm_backend()
     results["scoring"] = "inner_product" if model.inner_product else "model"
     results["total_seconds"] = time.perf_counter() - t_start
     save_npz(out / EMBEDDINGS, **embedding_arrays(model, data))

@@ -12,6 +12,7 @@ import yaml
 
 from sslrec.data import DatasetSpec, load_dataset, split_validation
 from sslrec.evaluation import Evaluator
+from sslrec.gemm import cpu_gemm_backend
 
 
 def run_cli(cwd, *overrides):
@@ -58,6 +59,8 @@ def test_contract_on_custom_dataset(tmp_path, tiny_dataset_dir, model):
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
     assert res["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert res["threads"] >= 1
+    if res["device"] == "cpu":
+        assert res["cpu_gemm"] == cpu_gemm_backend()
     assert {"recall@20", "ndcg@20", "recall@10", "ndcg@50"} <= set(res["test"])
     emb = np.load(out / "embeddings.npz")
     assert emb["user"].shape == (40, 64) and emb["item"].shape == (60, 64)

@@ -7,6 +7,8 @@ import math
 import pytest
 import torch
 
+from sslrec import gemm
+from sslrec.gemm import cpu_gemm
 from sslrec.losses import tiled
 from sslrec.losses.tiled import default_tile, tiled_logsumexp
 
@@ -24,6 +26,22 @@ SHAPES = [
     (1, 1, 2, 1),
     (9, 37, 8, None),
 ]
+
+
+# The eager path's CPU GEMM libraries (sslrec.gemm): fp32 products go to either.
+GEMMS = [
+    "mkl",
+    pytest.param(
+        "onednn",
+        marks=pytest.mark.skipif(not gemm._onednn_available(), reason="torch without oneDNN"),
+    ),
+]
+
+
+def _use_gemm(monkeypatch, backend: str) -> None:
+    """Send the eager path's products to ``backend``, whatever their size."""
+    monkeypatch.setattr(gemm._LOCAL, "backend", backend, raising=False)
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0)
 
 
 def _data(b: int, n: int, d: int, seed: int = 0, dtype=torch.float64, scale: float = 1.0):
@@ -320,11 +338,14 @@ def test_eager_path_matches_naive(monkeypatch, rows, upstream_kind):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("gemm_backend", GEMMS)
 @pytest.mark.parametrize("eager", [True, False])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_both_paths_on_an_sgl_loss_in_float32(monkeypatch, eager, reduction):
-    """SGL's loss shape in fp32 (normalised rows, τ = 0.2, duplicate anchors) on both paths,
-    against float64 autograd: the eager path is taken exactly when it should be."""
+def test_both_paths_on_an_sgl_loss_in_float32(monkeypatch, eager, reduction, gemm_backend):
+    """SGL's loss shape in fp32 (normalised rows, τ = 0.2, duplicate anchors) on both paths and
+    both GEMM libraries, against float64 autograd: the eager path is taken exactly when it
+    should be."""
+    _use_gemm(monkeypatch, gemm_backend)
     calls = _spy_eager(monkeypatch)
     if not eager:
         monkeypatch.setattr(tiled, "_eager_ok", lambda a, c: False)
@@ -354,9 +375,11 @@ def test_both_paths_on_an_sgl_loss_in_float32(monkeypatch, eager, reduction):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6 * y.abs().max().item())
 
 
-def test_eager_path_redoes_a_block_whose_bound_is_too_loose():
+@pytest.mark.parametrize("gemm_backend", GEMMS)
+def test_eager_path_redoes_a_block_whose_bound_is_too_loose(monkeypatch, gemm_backend):
     """The rows of test_loose_bound_rows_fall_back_to_exact, with gradients: rows 2 and 4 would
     underflow to a zero sum under the Cauchy–Schwarz shift; their blocks take exact maxima."""
+    _use_gemm(monkeypatch, gemm_backend)
     a, c = _data(6, 40, 4, seed=7, dtype=torch.float32)
     c = c / c.norm(dim=1, keepdim=True)
     a = a / a.norm(dim=1, keepdim=True) * 1e3
@@ -418,10 +441,15 @@ def test_no_grad_mode_never_computes_gradients(monkeypatch):
 
 def test_default_rows(monkeypatch):
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert tiled.default_rows(40981, torch.float32) == 51
-    assert tiled.default_rows(10**7, torch.float32) == 32  # floor
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    assert tiled.default_rows(40981, torch.float32) == 204
+    with cpu_gemm("mkl"):
+        assert tiled.default_rows(40981, torch.float32) == 51
+        assert tiled.default_rows(10**7, torch.float32) == 32  # floor
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+        assert tiled.default_rows(40981, torch.float32) == 204
+    monkeypatch.setattr(gemm, "_onednn_available", lambda: True)
+    with cpu_gemm("onednn"):
+        assert tiled.default_rows(40981, torch.float32) == 127
+        assert tiled.default_rows(40981, torch.float64) == 102  # oneDNN takes fp32 only
     with pytest.raises(ValueError):
         tiled_logsumexp(*_data(3, 4, 2), rows=-1)
 
@@ -458,9 +486,11 @@ def test_weighted_eager_path_matches_naive(monkeypatch, rows, upstream_kind):
         torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
 
 
-def test_weights_equal_repeated_rows_in_float32(monkeypatch):
+@pytest.mark.parametrize("gemm_backend", GEMMS)
+def test_weights_equal_repeated_rows_in_float32(monkeypatch, gemm_backend):
     """SGL's summed loss in fp32 with repeated anchors, and the same with each distinct anchor
     once and its count as weight: same value and gradients, no recomputation."""
+    _use_gemm(monkeypatch, gemm_backend)
     recomputed = _spy_recompute(monkeypatch)
     g = torch.Generator().manual_seed(8)
     base = torch.nn.functional.normalize(torch.randn(30, 16, generator=g), dim=1) / 0.2

@@ -26,6 +26,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from sslrec.devices import host_paths
+from sslrec.gemm import cpu_gemm_backend, linear, onednn_products
 
 # Default tile: as many columns as fit a byte budget of logits. Measured with
 # experiments/bench_infonce.py and interleaved A/B runs (forward + backward, B = 2048, N = 70,839,
@@ -171,15 +172,26 @@ def _bounded_lse2(a2: torch.Tensor, c_aug: torch.Tensor, tile: int) -> torch.Ten
 # 2-core Intel Xeon (AVX-512, 2 MiB L2 per core, a large shared L3), 2026-12-07: blocks of
 # 8-16 MiB took 0.82-0.85 of the recomputing path's time at 1 thread (4 MiB 0.90); 24-48 MiB
 # took 0.78-0.79 at 2 threads (8 MiB 0.94, 16 MiB 0.81).
+# With oneDNN's GEMMs (sslrec.gemm; the project's 2-core AMD EPYC, Zen 4, 2026-12-07,
+# `bench_infonce_paths.py --gemm onednn mkl --rows 0 96 128 192 --repeats 11`) 128 rows of
+# 40,981 (21 MB) led at 1 and at 2 threads: 0.93 / 0.80 of the recomputing path's time, against
+# 1.36 / 1.01 for MKL at the Intel budgets above.
 _ROWS_BYTES_ONE_THREAD = 8 << 20
 _ROWS_BYTES_THREADS = 32 << 20
+_ROWS_BYTES_ONEDNN = 20 << 20
 _MIN_ROWS = 32
 
 
 def default_rows(n_cols: int, dtype: torch.dtype) -> int:
     """Rows per block of the eager path so that a ``[rows, n_cols]`` block fits the byte budget
-    (at least 32): for ``n_cols = 40,981`` fp32, 51 on one thread, 204 on several."""
-    budget = _ROWS_BYTES_ONE_THREAD if torch.get_num_threads() == 1 else _ROWS_BYTES_THREADS
+    (at least 32): for ``n_cols = 40,981`` fp32, 51 on one thread, 204 on several; 127 where
+    the products go to oneDNN."""
+    if dtype == torch.float32 and cpu_gemm_backend() == "onednn":
+        budget = _ROWS_BYTES_ONEDNN
+    elif torch.get_num_threads() == 1:
+        budget = _ROWS_BYTES_ONE_THREAD
+    else:
+        budget = _ROWS_BYTES_THREADS
     itemsize = torch.empty((), dtype=dtype).element_size()
     return max(_MIN_ROWS, budget // max(1, n_cols * itemsize))
 
@@ -212,7 +224,7 @@ def _eager_lse2_and_grads(
     """
     acc = _acc_dtype(a.dtype)
     c = c_aug[:, :-1]
-    n_rows, n_cols, d = a.shape[0], c.shape[0], a.shape[1]
+    n_rows, n_cols = a.shape[0], c.shape[0]
     a2 = a * _LOG2E
     bound = _row_bound(a2, c, acc)
     if not bool(torch.isfinite(bound).all()):
@@ -222,31 +234,77 @@ def _eager_lse2_and_grads(
     floor = _sum_floor(n_cols, a.dtype)
     lse2 = torch.empty(n_rows, dtype=acc)
     grad_a = torch.empty_like(a) if need_a else None
-    grad_c = torch.zeros_like(c) if need_c else None
     rows = max(1, min(rows, n_rows))
-    buf = torch.empty(rows * n_cols, dtype=a.dtype)
-    num = torch.empty(rows, d + 1, dtype=a.dtype)
+    products = _Products(c_aug, rows, need_c)
     for r0 in range(0, n_rows, rows):
         r1 = min(n_rows, r0 + rows)
-        p = torch.mm(a_aug[r0:r1], c_aug.t(), out=_tile_view(buf, r1 - r0, n_cols))
+        p = products.logits(a_aug[r0:r1])
         p.exp2_()
-        block = torch.mm(p, c_aug, out=num[: r1 - r0])  # [r, d + 1]: [P c, S]
+        block = products.numerators(p)  # [r, d + 1]: [P c, S]
         shift = neg_shift[r0:r1].to(acc)
         if not bool((block[:, -1] >= floor).all()):  # exact maxima for this block
             torch.mm(a2[r0:r1], c.t(), out=p)
             top = p.amax(dim=1)
             p.sub_(top[:, None]).exp2_()
-            block = torch.mm(p, c_aug, out=num[: r1 - r0])
+            block = products.numerators(p)
             shift = -top.to(acc)
         sums = block[:, -1].to(acc)
         lse2[r0:r1] = sums.log2() - shift
         inv = sums.reciprocal().to(a.dtype)[:, None]
         if grad_a is not None:
             torch.mul(block[:, :-1], inv, out=grad_a[r0:r1])
-        if grad_c is not None:
+        if need_c:
             scale = inv if weights is None else inv * weights[r0:r1, None]
-            grad_c.addmm_(p.t(), a[r0:r1] * scale)
-    return lse2, grad_a, grad_c
+            products.add_candidate_grad(p, a[r0:r1] * scale)
+    return lse2, grad_a, products.candidate_grad()
+
+
+class _Products:
+    """The eager path's three GEMMs per block of anchors, on MKL or oneDNN
+    (:mod:`sslrec.gemm`): logits ``[a, −s] · [c, 1]ᵀ``, numerators ``P · [c, 1]`` and
+    ``∂/∂c += Pᵀ · (a / S)``. MKL writes into buffers reused across blocks; oneDNN takes
+    ``[c, 1]ᵀ`` contiguous and sums ``∂/∂c`` transposed, ``[d, N]``, its faster orientation."""
+
+    def __init__(self, c_aug: torch.Tensor, rows: int, need_c: bool):
+        n_cols, d = c_aug.shape[0], c_aug.shape[1] - 1
+        self.c_aug = c_aug
+        self.onednn = onednn_products(c_aug, rows * n_cols * (d + 1))
+        self.grad_c = None
+        if self.onednn:
+            self.c_aug_t = c_aug.t().contiguous()  # [d + 1, N]
+            if need_c:
+                self.grad_c = torch.zeros(d, n_cols, dtype=c_aug.dtype)
+        else:
+            self.buf = torch.empty(rows * n_cols, dtype=c_aug.dtype)
+            self.num = torch.empty(rows, d + 1, dtype=c_aug.dtype)
+            if need_c:
+                self.grad_c = torch.zeros(n_cols, d, dtype=c_aug.dtype)
+
+    def logits(self, a_aug: torch.Tensor) -> torch.Tensor:
+        """``[r, d + 1] → [r, N]``."""
+        if self.onednn:
+            return linear(a_aug, self.c_aug, True)
+        out = _tile_view(self.buf, a_aug.shape[0], self.c_aug.shape[0])
+        return torch.mm(a_aug, self.c_aug.t(), out=out)
+
+    def numerators(self, p: torch.Tensor) -> torch.Tensor:
+        """``[r, N] → [r, d + 1]``."""
+        if self.onednn:
+            return linear(p, self.c_aug_t, True)
+        return torch.mm(p, self.c_aug, out=self.num[: p.shape[0]])
+
+    def add_candidate_grad(self, p: torch.Tensor, scaled: torch.Tensor) -> None:
+        """Add ``pᵀ · scaled`` (``[r, N]``, ``[r, d]``) to ``∂/∂c``."""
+        if self.onednn:
+            self.grad_c.add_(linear(scaled.t(), p.t(), True))
+        else:
+            self.grad_c.addmm_(p.t(), scaled)
+
+    def candidate_grad(self) -> torch.Tensor | None:
+        """``∂/∂c`` ``[N, d]`` (``None`` if not asked for)."""
+        if self.grad_c is None or not self.onednn:
+            return self.grad_c
+        return self.grad_c.t().contiguous()
 
 
 def _common_scale(grad: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor | None:
