@@ -3,8 +3,9 @@
 Compares torch's native CSR autograd, sslrec's symmetric autograd (backward = Â·G, each product
 ``addmm_`` into an uninitialised output: :func:`sslrec.graph.spmm.spmm`), the same on plain
 ``csr @ x`` (which zero-fills and copies its output first) and on torch's ``spmm_reduce`` kernel,
-PyG's ``EdgeIndex`` sparse matmul and the COO layout; and the forward in bfloat16 (``spmm_reduce``:
-MKL's CSR product has no bfloat16 kernel on the CPU). Prints the median of ``--repeats`` runs.
+PyG's ``EdgeIndex`` sparse matmul and the COO layout; and in bfloat16 (``spmm_reduce``: MKL's CSR
+product has no bfloat16 kernel on the CPU), the forward alone and forward + backward with each
+product on bf16 copies. Prints the median of ``--repeats`` runs.
 
     python experiments/bench_propagation.py --dataset gowalla --dim 64 --layers 3
     python experiments/bench_propagation.py --threads 1 --repeats 9
@@ -103,6 +104,17 @@ def main() -> None:
     adj_bf16 = torch.sparse_csr_tensor(
         adj.crow_indices(), adj.col_indices(), adj.values().bfloat16(), adj.shape
     )
+
+    class ReduceBf16(torch.autograd.Function):  # each product on bf16 copies, fp32 layer sums
+        @staticmethod
+        def forward(ctx, x):
+            return torch.sparse.mm(adj_bf16, x.bfloat16(), "sum").float()
+
+        @staticmethod
+        def backward(ctx, g):
+            return torch.sparse.mm(adj_bf16, g.bfloat16(), "sum").float()
+
+    variants["symmetric_spmm_reduce_bf16"] = run(ReduceBf16.apply)
     x0_bf16 = x0.detach().bfloat16()
     with torch.no_grad():
         fwd = _time(lambda: [spmm(adj, x0) for _ in range(args.layers)], args.repeats)
