@@ -86,18 +86,23 @@ def cpu_gemm(backend: str) -> Iterator[None]:
 
 def onednn_products(x: torch.Tensor, macs: int) -> bool:
     """Whether products of ``macs`` multiply-adds on tensors like ``x`` go to oneDNN: on the
-    CPU, in fp32, where it is chosen here, and at least :data:`ONEDNN_MIN_MACS` large."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and macs >= ONEDNN_MIN_MACS
-        and cpu_gemm_backend() == "onednn"
-    )
+    CPU, at least :data:`ONEDNN_MIN_MACS` large, in fp32 where it is chosen here, in bf16
+    wherever oneDNN has bf16 (torch's own bf16 products are oneDNN's)."""
+    if x.device.type != "cpu" or macs < ONEDNN_MIN_MACS:
+        return False
+    if x.dtype == torch.bfloat16:
+        return _onednn_bf16_available()
+    return x.dtype == torch.float32 and cpu_gemm_backend() == "onednn"
+
+
+@functools.cache
+def _onednn_bf16_available() -> bool:
+    return _onednn_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, onednn: bool) -> torch.Tensor:
     """``x @ w.T``: ``[M, K] × [N, K] → [M, N]`` (``w`` may be a strided view), through oneDNN
-    if ``onednn`` (from :func:`onednn_products`; fp32 inputs), else ``torch.mm``."""
+    if ``onednn`` (from :func:`onednn_products`), else ``torch.mm``."""
     if onednn:
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, None, "none", [], "")
     return torch.mm(x, w.t())

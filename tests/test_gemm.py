@@ -88,15 +88,19 @@ def test_onednn_falls_back_to_mkl_where_torch_lacks_it(fake_cpu, monkeypatch):
 
 
 @needs_onednn
-def test_onednn_only_for_large_float32_products_on_the_cpu():
+def test_onednn_for_large_float32_products_where_chosen_and_for_bf16():
     big = gemm.ONEDNN_MIN_MACS
+    bf16 = torch.ones(2, 2, dtype=torch.bfloat16)
     with cpu_gemm("onednn"):
         assert onednn_products(torch.ones(2, 2), big)
         assert not onednn_products(torch.ones(2, 2), big - 1)
         assert not onednn_products(torch.ones(2, 2, dtype=torch.float64), big)
-        assert not onednn_products(torch.ones(2, 2, dtype=torch.bfloat16), big)
+        assert not onednn_products(torch.ones(2, 2, dtype=torch.float16), big)
     with cpu_gemm("mkl"):
         assert not onednn_products(torch.ones(2, 2), big)
+        # torch's CPU bf16 products are oneDNN's whatever the fp32 choice
+        assert onednn_products(bf16, big) == gemm._onednn_bf16_available()
+        assert not onednn_products(bf16, big - 1)
 
 
 @pytest.mark.parametrize("onednn", [False, pytest.param(True, marks=needs_onednn)])

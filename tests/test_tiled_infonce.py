@@ -536,3 +536,34 @@ def test_common_scale():
     assert scale(torch.tensor([0.1, 0.3, 0.21]), w) is None  # 5% off in one row
     assert scale(torch.zeros(3), w) == 0
     assert scale(torch.zeros(3), torch.zeros(3)) is None
+
+
+@pytest.mark.parametrize("onednn", [False, True])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_bf16_eager_path_is_as_accurate_as_recomputing(monkeypatch, onednn, weighted):
+    """bf16 inputs on the CPU take the eager path (row sums apart in fp32, ∂/∂c summed in fp32),
+    through oneDNN or torch.mm, and land at least as close to float64 as the recomputing path."""
+    if onednn and not gemm._onednn_bf16_available():
+        pytest.skip("torch without oneDNN bf16")
+    monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0)
+    monkeypatch.setattr(gemm, "_onednn_bf16_available", lambda: onednn)
+    calls = _spy_eager(monkeypatch)
+    g = torch.Generator().manual_seed(31)
+    a = torch.nn.functional.normalize(torch.randn(24, 16, generator=g), dim=1) / 0.2
+    c = torch.nn.functional.normalize(torch.randn(500, 16, generator=g), dim=1)
+    w = torch.randint(1, 4, (24,), generator=g).double() if weighted else None
+    upstream = torch.ones(24, dtype=torch.float64) if w is None else w
+    a16, c16 = a.bfloat16(), c.bfloat16()
+    ref = _grads(_naive, a16.double(), c16.double(), upstream)
+    errors = {}
+    wt = None if w is None else w.float()
+    for rows in (0, 7):
+        fn = lambda x, y, r=rows: tiled_logsumexp(x, y, 64, rows=r, weights=wt)  # noqa: E731
+        got = _grads(fn, a16, c16, upstream.bfloat16())
+        assert all(x.dtype == torch.bfloat16 for x in got)
+        errors[rows] = [
+            ((x.double() - y).norm() / y.norm()).item() for x, y in zip(got, ref, strict=True)
+        ]
+    assert calls == [1]  # rows=7 only
+    for eager, recomputed in zip(errors[7], errors[0], strict=True):
+        assert eager < 8e-3 and eager <= 1.5 * recomputed + 1e-3, errors

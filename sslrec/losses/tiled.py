@@ -9,8 +9,8 @@ shift, backward recomputes each tile's logits from ``a`` and ``c`` instead of st
 work is then four ``B·N·d`` GEMMs (one forward, three backward) and two exponentials per logit,
 all on cached tiles, with every shift folded into the GEMMs.
 
-Training on the CPU in fp32/fp64 takes a shorter road (:func:`_eager_lse2_and_grads`): the
-forward walks blocks of *rows*, each against all ``N`` candidates, and computes the gradients
+Training on the CPU in fp32, fp64 or bf16 takes a shorter road (:func:`_eager_lse2_and_grads`):
+the forward walks blocks of *rows*, each against all ``N`` candidates, and computes the gradients
 for a uniform upstream gradient (a summed or averaged loss; or one proportional to row weights
 the caller gives, for a loss over each distinct anchor once weighted by its count) while each
 block's exponentials are at hand: three GEMMs and one exponential per logit instead of four and
@@ -198,9 +198,9 @@ def default_rows(n_cols: int, dtype: torch.dtype) -> int:
 
 def _eager_ok(a: torch.Tensor, c: torch.Tensor) -> bool:
     """Whether the forward computes the gradients itself: on the CPU (where the uniformity check
-    of the upstream gradient costs no device sync), in fp32 or fp64 (in half precision the row
-    sums would be summed in the inputs' dtype by the GEMM)."""
-    return host_paths(a.device) and a.dtype in (torch.float32, torch.float64)
+    of the upstream gradient costs no device sync), in fp32, fp64 or bf16 (not fp16, whose
+    range the Cauchy–Schwarz shift can leave)."""
+    return host_paths(a.device) and a.dtype in (torch.float32, torch.float64, torch.bfloat16)
 
 
 def _eager_lse2_and_grads(
@@ -220,7 +220,9 @@ def _eager_lse2_and_grads(
     :func:`_bounded_lse2` (one GEMM, one exp2); ``P · [c, 1]`` gives the softmax numerators of
     ``∂/∂a`` *and*, from the column of ones, the row sums ``S`` (a second GEMM); then
     ``∂/∂c += Pᵀ (a / S)`` (a third). A block with a row whose sum underflows (the bound too
-    loose) is redone with its rows' exact maxima.
+    loose) is redone with its rows' exact maxima. In bf16 the GEMMs accumulate in fp32 and
+    round their outputs to bf16 (``S`` then to 2⁻⁹ relative, below the bf16 logits' own error of
+    ``|logit| · 2⁻⁹``); ``∂/∂c`` is summed over blocks in fp32.
     """
     acc = _acc_dtype(a.dtype)
     c = c_aug[:, :-1]
@@ -241,21 +243,22 @@ def _eager_lse2_and_grads(
         p = products.logits(a_aug[r0:r1])
         p.exp2_()
         block = products.numerators(p)  # [r, d + 1]: [P c, S]
+        sums = block[:, -1].to(acc)
         shift = neg_shift[r0:r1].to(acc)
-        if not bool((block[:, -1] >= floor).all()):  # exact maxima for this block
+        if not bool((sums >= floor).all()):  # exact maxima for this block
             torch.mm(a2[r0:r1], c.t(), out=p)
             top = p.amax(dim=1)
             p.sub_(top[:, None]).exp2_()
             block = products.numerators(p)
+            sums = block[:, -1].to(acc)
             shift = -top.to(acc)
-        sums = block[:, -1].to(acc)
         lse2[r0:r1] = sums.log2() - shift
-        inv = sums.reciprocal().to(a.dtype)[:, None]
+        inv = sums.reciprocal()[:, None]  # acc
         if grad_a is not None:
             torch.mul(block[:, :-1], inv, out=grad_a[r0:r1])
         if need_c:
             scale = inv if weights is None else inv * weights[r0:r1, None]
-            products.add_candidate_grad(p, a[r0:r1] * scale)
+            products.add_candidate_grad(p, (a[r0:r1] * scale).to(a.dtype))
     return lse2, grad_a, products.candidate_grad()
 
 
@@ -270,15 +273,16 @@ class _Products:
         self.c_aug = c_aug
         self.onednn = onednn_products(c_aug, rows * n_cols * (d + 1))
         self.grad_c = None
+        acc = _acc_dtype(c_aug.dtype)
         if self.onednn:
             self.c_aug_t = c_aug.t().contiguous()  # [d + 1, N]
             if need_c:
-                self.grad_c = torch.zeros(d, n_cols, dtype=c_aug.dtype)
+                self.grad_c = torch.zeros(d, n_cols, dtype=acc)
         else:
             self.buf = torch.empty(rows * n_cols, dtype=c_aug.dtype)
             self.num = torch.empty(rows, d + 1, dtype=c_aug.dtype)
             if need_c:
-                self.grad_c = torch.zeros(n_cols, d, dtype=c_aug.dtype)
+                self.grad_c = torch.zeros(n_cols, d, dtype=acc)
 
     def logits(self, a_aug: torch.Tensor) -> torch.Tensor:
         """``[r, d + 1] → [r, N]``."""
@@ -297,14 +301,17 @@ class _Products:
         """Add ``pᵀ · scaled`` (``[r, N]``, ``[r, d]``) to ``∂/∂c``."""
         if self.onednn:
             self.grad_c.add_(linear(scaled.t(), p.t(), True))
+        elif self.grad_c.dtype != p.dtype:  # a bf16 product, summed in fp32
+            self.grad_c.add_(torch.mm(p.t(), scaled))
         else:
             self.grad_c.addmm_(p.t(), scaled)
 
     def candidate_grad(self) -> torch.Tensor | None:
         """``∂/∂c`` ``[N, d]`` (``None`` if not asked for)."""
-        if self.grad_c is None or not self.onednn:
-            return self.grad_c
-        return self.grad_c.t().contiguous()
+        if self.grad_c is None:
+            return None
+        grad = self.grad_c.t() if self.onednn else self.grad_c
+        return grad.to(self.c_aug.dtype, memory_format=torch.contiguous_format)
 
 
 def _common_scale(grad: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor | None:
@@ -441,8 +448,8 @@ def tiled_logsumexp(
     inputs get gradients (first order only). Works on any device and float dtype; the GEMMs and
     the exponentials run in the input dtype, the row sums and shifts in at least fp32.
 
-    On the CPU, in fp32/fp64 and with an input that needs a gradient, the forward instead walks
-    ``a`` in blocks of ``rows`` anchors against all of ``c`` and computes both gradients for a
+    On the CPU, in fp32, fp64 or bf16 and with an input that needs a gradient, the forward instead
+    walks ``a`` in blocks of ``rows`` anchors against all of ``c`` and computes both gradients for a
     uniform upstream gradient on the way (three GEMMs per logit instead of four, one exponential
     instead of two; 0.88 / 0.83 of SGL's loss + backward on gowalla at 1 / 2 threads,
     ``experiments/bench_ssl_head.py --model sgl --recompute``); the backward scales them, or
@@ -454,7 +461,7 @@ def tiled_logsumexp(
         c: ``[N, d]`` candidates (for InfoNCE: all normalised nodes of one kind), ``N ≥ 1``.
         tile: columns of the logits per tile (rows of ``c``); ``None``: :func:`default_tile`
             (for ``B = 2048`` fp32: 256 on one CPU thread, 4096 on several).
-        rows: anchors per block when the forward computes the gradients (CPU, fp32/fp64, an
+        rows: anchors per block when the forward computes the gradients (CPU, fp32/fp64/bf16, an
             input that needs a gradient); ``None``: :func:`default_rows`; ``0``: never (the
             backward recomputes them tile by tile, as on other devices).
         weights: ``[B]`` the rows' weights in the loss, up to a common factor (the loss is
