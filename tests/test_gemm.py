@@ -140,6 +140,13 @@ def test_eager_infonce_takes_onednn_when_chosen(monkeypatch):
         assert len(calls) == (0 if backend == "mkl" else 3 * 3)  # 3 blocks of 4, 4, 2 rows
     for x, y in zip(out["onednn"], out["mkl"], strict=True):
         torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-6 * y.abs().max().item())
+    # ∂/∂c comes back [N, d] row-major, as MKL's: a transposed view would send later reductions
+    # over its rows down another summation order (other bits)
+    c_aug = tiled._with_column(c, 1.0)
+    for backend in ("mkl", "onednn"):
+        with cpu_gemm(backend):
+            grad_c = tiled._eager_lse2_and_grads(a, c_aug, 4, True, True)[2]
+        assert grad_c.shape == c.shape and grad_c.is_contiguous()
 
 
 @needs_onednn

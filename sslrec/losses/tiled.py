@@ -311,7 +311,7 @@ class _Products:
         if self.grad_c is None:
             return None
         grad = self.grad_c.t() if self.onednn else self.grad_c
-        return grad.to(self.c_aug.dtype, memory_format=torch.contiguous_format)
+        return grad.contiguous().to(self.c_aug.dtype)
 
 
 def _common_scale(grad: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor | None:
