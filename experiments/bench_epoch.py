@@ -62,6 +62,9 @@ VARIANTS = {
     "sgl-ed-bf16": ("sgl", ["augmenter=ed", "precision=bf16"]),
     "simgcl-bf16": ("simgcl", ["precision=bf16"]),
     "xsimgcl-bf16": ("xsimgcl", ["precision=bf16"]),
+    # zoo models with all-node InfoNCE terms (the tiled logsumexp)
+    "lightgcl": ("lightgcl", []),
+    "ncl": ("ncl", []),
 }
 # NAME-whole: NAME with every encoder run at every node (``node_rows`` returning None), as before
 # the encoders learnt to run their last layer at the batch's rows only (sslrec.graph.rows)
@@ -76,7 +79,7 @@ for _name in ("simgcl", "xsimgcl"):
     VARIANTS[f"{_name}-one-by-one"] = VARIANTS[_name]
 # NAME-mkl / NAME-onednn: NAME with its CPU fp32 GEMMs on that library, whichever this CPU gets
 # by default (sslrec.gemm)
-for _name in ("sgl-ed",):
+for _name in ("sgl-ed", "lightgcl", "ncl"):
     VARIANTS[f"{_name}-mkl"] = VARIANTS[f"{_name}-onednn"] = VARIANTS[_name]
 DEFAULT = ["propagation", "lightgcn", "sgl-ed", "sgl-ed-block", "simgcl", "xsimgcl"]
 
