@@ -175,7 +175,9 @@ def _bounded_lse2(a2: torch.Tensor, c_aug: torch.Tensor, tile: int) -> torch.Ten
 # With oneDNN's GEMMs (sslrec.gemm; the project's 2-core AMD EPYC, Zen 4, 2026-12-07,
 # `bench_infonce_paths.py --gemm onednn mkl --rows 0 96 128 192 --repeats 11`) 128 rows of
 # 40,981 (21 MB) led at 1 and at 2 threads: 0.93 / 0.80 of the recomputing path's time, against
-# 1.36 / 1.01 for MKL at the Intel budgets above.
+# 1.36 / 1.01 for MKL at the Intel budgets above. Re-swept after the fp32 path dropped the column
+# of ones from its numerators (`--gemm onednn --rows 0 64 96 192 256`, two runs): 127 rows led or
+# tied at both thread counts (0.67-0.71 / 0.88-0.94 of the recomputing path).
 _ROWS_BYTES_ONE_THREAD = 8 << 20
 _ROWS_BYTES_THREADS = 32 << 20
 _ROWS_BYTES_ONEDNN = 20 << 20
