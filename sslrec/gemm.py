@@ -32,16 +32,21 @@ ONEDNN_MIN_MACS = 1 << 24
 _LOCAL = threading.local()
 
 
-def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The x86 vendor string (``GenuineIntel``, ``AuthenticAMD``, ...); ``""`` if unknown."""
+def _cpuinfo_field(key: str, cpuinfo: str) -> str:
+    """The first ``key : value`` of a ``/proc/cpuinfo``-style file; ``""`` if absent."""
     try:
         with open(cpuinfo, encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("vendor_id"):
+                if line.startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return ""
+
+
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The x86 vendor string (``GenuineIntel``, ``AuthenticAMD``, ...); ``""`` if unknown."""
+    return _cpuinfo_field("vendor_id", cpuinfo)
 
 
 @functools.cache
@@ -110,13 +115,5 @@ def linear(x: torch.Tensor, w: torch.Tensor, onednn: bool) -> torch.Tensor:
 
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
     """The CPU's model name and vendor, for benchmark headers (``""`` if unknown)."""
-    name = ""
-    try:
-        with open(cpuinfo, encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return ", ".join(x for x in (name, cpu_vendor(cpuinfo)) if x)
+    fields = (_cpuinfo_field("model name", cpuinfo), cpu_vendor(cpuinfo))
+    return ", ".join(x for x in fields if x)
