@@ -41,8 +41,11 @@ du -sh .gpu/wheels .gpu/data
 cat <<'EOF'
 Packed. One device call (run tool) does both, within its 600 s: carry [".gpu"], timeout_s 600,
   bash experiments/gpu_check.sh $OUT/gpu_check; bash experiments/reproduce_published.sh
-  /tmp/published --budget 300 --pack $OUT/published.tar.gz
-(one line). gpu_check's five files and the archive come back; the checkpoints cannot (a
+  /tmp/published --budget $((540 - SECONDS)) --timings $OUT/gpu_check/bench_epoch.txt
+  --pack $OUT/published.tar.gz
+(one line). gpu_check's six files and the archive come back; the checkpoints cannot (a
 yelp2018 LightGCN checkpoint is ~71 MB, the tool returns 16 MiB a file), so a later lease starts
-the cut-off runs again: give a whole lease to the run that must converge.
+the cut-off runs again. reproduce_published.py therefore starts only the rows whose estimated
+cost (at the seconds per epoch gpu_check just measured) fits the budget left, and defers the
+rest: LightGCN's 1,000 epochs need a lease of their own.
 EOF

@@ -19,14 +19,25 @@ archive: the device tool brings back at most 8 files of 16 MiB from a lent GPU, 
 holds more files than that (a yelp2018 LightGCN checkpoint alone is ~71 MB). Keep ``OUT_DIR``
 outside the tool's ``$OUT`` and pack into it. The checkpoints then stay on that machine: a later
 call resumes them only while it is still held (a fresh lease starts bare).
+
+**Only what can finish is started.** A run cut off at the end of a lease is lost with its
+checkpoint, so under ``--budget`` each row's cost is estimated first (:func:`estimate`: its
+expected epochs, :data:`EXPECTED_EPOCHS`, times its seconds per epoch, plus its evaluations and
+start-up) and a row that would not finish in what is left is deferred, with its estimate, for
+the next rows in order of value. The seconds per epoch are this GPU's when ``--timings`` names
+``bench_epoch.py``'s output (``gpu_check.sh`` writes it before), else the issue's H100 targets.
+A row whose run already started on this machine is estimated from the epochs it has left.
+``--no-fit`` starts rows in order regardless (a run on a machine of your own).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -72,6 +83,122 @@ PLAN: list[tuple[str, str, int]] = [
        "lightgcl_gowalla", "lightgcnpp_yelp2018", "lightgcnpp_gowalla", "sgl_nd_yelp2018",
        "sgl_rw_yelp2018", "simgcl_gowalla")],
 ]  # fmt: skip
+
+
+#: experiment -> (epochs a run is expected to take, where that comes from): the epochs a slot must
+#: hold for the run to finish. Measured stops where a GPU run gave one, the config's fixed length
+#: where it has no early stop, else its cap (a conservative guess: such a row waits for a long
+#: slot or ``--no-fit``).
+EXPECTED_EPOCHS: dict[str, tuple[int, str]] = {
+    "lightgcn_yelp2018": (1000, "the config's 1000; the H100 run still rose at epoch 40"),
+    "lightgcn_gowalla": (1000, "the config's 1000; the H100 run still rose at epoch 70"),
+    "simgcl_yelp2018": (45, "H100 2026-11-24: best epoch 19, then patience 20"),
+    "xsimgcl_yelp2018": (30, "H100 2026-11-24: stopped at 25"),
+    "sgl_ed_yelp2018": (30, "H100 2026-11-24: best epoch 19, then patience 10"),
+    "sgl_rw_yelp2018": (30, "H100 2026-11-24: best epoch 20, then patience 10"),
+    "sgl_nd_yelp2018": (60, "guess: the H100 run still rose at epoch 24"),
+    "ncl_yelp2018": (300, "the config's cap"),
+    "directau_selfrec_yelp2018": (50, "fixed length, no early stop"),
+    "directau_yelp2018": (300, "the config's cap"),
+    "simplex_yelp2018": (100, "the config's cap"),
+    "simplex_gowalla": (100, "the config's cap"),
+    "mfccl_yelp2018": (100, "the config's cap"),
+    "mfccl_gowalla": (100, "the config's cap"),
+    "mixgcf_yelp2018": (1000, "the config's cap"),
+    "ease_yelp2018": (0, "closed form: one fit"),
+    "lightgcl_yelp2018": (100, "fixed length, no early stop"),
+    "lightgcl_gowalla": (100, "fixed length, no early stop"),
+    "lightgcnpp_yelp2018": (2000, "the config's cap"),
+    "lightgcnpp_gowalla": (2000, "the config's cap"),
+    "simgcl_gowalla": (60, "guess: yelp2018's stop and margin"),
+}
+#: the model of an experiment (its name up to the dataset) -> the ``bench_epoch.py`` variant
+#: whose step it is priced at: its own, or the nearest in cost (all-node contrastive terms like
+#: SGL's; one propagation like LightGCN's), times a factor
+COST_BASIS: dict[str, tuple[str, float]] = {
+    "lightgcn": ("lightgcn", 1.0),
+    "simgcl": ("simgcl", 1.0),
+    "xsimgcl": ("xsimgcl", 1.0),
+    "sgl_ed": ("sgl-ed", 1.0),
+    "sgl_rw": ("sgl-ed", 1.0),
+    "sgl_nd": ("sgl-ed", 1.0),
+    "ncl": ("sgl-ed", 1.0),
+    "lightgcl": ("sgl-ed", 1.0),
+    "directau_selfrec": ("lightgcn", 1.0),
+    "directau": ("lightgcn", 1.0),
+    "simplex": ("lightgcn", 1.0),
+    "mfccl": ("lightgcn", 1.0),
+    "mixgcf": ("lightgcn", 2.0),  # each positive's hop-mixed negative: a second gather pass
+    "lightgcnpp": ("lightgcn", 1.0),
+}
+#: a yelp2018 epoch on one H100 without ``--timings``: the issue's targets (seconds)
+TARGET_EPOCH_S = {"lightgcn": 1.0, "xsimgcl": 1.5, "simgcl": 2.5, "sgl-ed": 3.0}
+#: batches of 2048 per epoch (training interactions: the data's READMEs)
+BATCHES = {"yelp2018": math.ceil(1_237_259 / 2048), "gowalla": math.ceil(810_128 / 2048)}
+#: seconds per row for the process, the data and the graph; per evaluation (yelp2018 on an H100
+#: took 0.16-0.46 s in 2026-11-24's runs); a closed-form fit
+STARTUP_S, EVAL_S, CLOSED_FORM_S = 30.0, 0.5, 120.0
+
+
+def load_timings(paths: list[Path]) -> dict[str, float]:
+    """Seconds per training batch by ``bench_epoch.py`` variant, from its output files (the JSON
+    line of each variant's run: ``full_epoch_s`` where it timed a whole epoch, else
+    ``epoch_estimate_s``, over ``batches_per_epoch``); the median where a variant ran more than
+    once. Lines that are not such rows (the table, the tests' output) are skipped."""
+    per_batch: dict[str, list[float]] = {}
+    for path in paths:
+        for line in path.read_text(errors="replace").splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            epoch = row.get("full_epoch_s", row.get("epoch_estimate_s"))
+            if "variant" in row and epoch and row.get("batches_per_epoch"):
+                per_batch.setdefault(row["variant"], []).append(epoch / row["batches_per_epoch"])
+    return {variant: statistics.median(v) for variant, v in per_batch.items()}
+
+
+def _eval_every(experiment: str) -> int:
+    """``trainer.eval_every`` of ``conf/experiment/<experiment>.yaml`` (the default's 5 if it
+    sets none)."""
+    import yaml
+
+    conf = Path(__file__).resolve().parent.parent / "conf" / "experiment" / f"{experiment}.yaml"
+    trainer = (yaml.safe_load(conf.read_text()) or {}).get("trainer") or {}
+    return int(trainer.get("eval_every", 5))
+
+
+def estimate(experiment: str, done_epochs: int, timings: dict[str, float]) -> float:
+    """Seconds a run of ``experiment`` needs to finish from ``done_epochs``: start-up, its
+    remaining expected epochs (:data:`EXPECTED_EPOCHS`) at its basis's seconds per batch
+    (``timings``, else :data:`TARGET_EPOCH_S`) times its dataset's batches, and one evaluation
+    per ``eval_every`` epochs."""
+    epochs = EXPECTED_EPOCHS[experiment][0]
+    if epochs == 0:
+        return STARTUP_S + CLOSED_FORM_S
+    model, dataset = experiment.rsplit("_", 1)
+    variant, factor = COST_BASIS[model]
+    per_batch = timings.get(variant, TARGET_EPOCH_S[variant] / BATCHES["yelp2018"])
+    left = max(epochs - done_epochs, 1)
+    epoch_s = per_batch * BATCHES[dataset] * factor
+    return STARTUP_S + left * epoch_s + math.ceil(left / _eval_every(experiment)) * EVAL_S
+
+
+def epochs_done(folder: Path) -> int:
+    """The last epoch recorded in ``folder/metrics.jsonl`` (0 without one): where a resume
+    starts from."""
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return 0
+    last = 0
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            last = max(last, int(json.loads(line).get("epoch", 0)))
+        except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
+            continue
+    return last
 
 
 def run_name(experiment: str, protocol: str, seed: int) -> str:
@@ -155,26 +282,57 @@ def main() -> int:
     ap.add_argument(
         "--pack", type=Path, default=None, help="archive OUT_DIR here, less checkpoints/embeddings"
     )
+    ap.add_argument(
+        "--timings",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="bench_epoch.py output on this GPU (yelp2018): the seconds per epoch of the estimates",
+    )
+    ap.add_argument(
+        "--no-fit",
+        action="store_true",
+        help="start rows in order even where their estimate exceeds the budget left",
+    )
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    timings = load_timings([p for p in args.timings if p.is_file()])
+    missing = [str(p) for p in args.timings if not p.is_file()]
+    if missing:
+        print(f"no timings in {', '.join(missing)}: the issue's H100 targets price the rows")
     start = time.monotonic()
+    deferred: list[str] = []
     for experiment, protocol, seed in PLAN:
         if args.only and experiment not in args.only:
             continue
-        if status(out / run_name(experiment, protocol, seed)) in ("finished", "failed"):
+        folder = out / run_name(experiment, protocol, seed)
+        if status(folder) in ("finished", "failed"):
             continue
         left = None if args.budget is None else args.budget - (time.monotonic() - start)
         if left is not None and left < 60:
             print("budget spent; the next call resumes here", flush=True)
             break
-        print(f"{run_name(experiment, protocol, seed)} ...", flush=True)
+        cost = estimate(experiment, epochs_done(folder), timings)
+        if left is not None and cost > left and not args.no_fit:
+            deferred.append(f"{folder.name}: ~{cost:.0f} s needed, {left:.0f} s left")
+            print(f"{folder.name} deferred: ~{cost:.0f} s > {left:.0f} s left", flush=True)
+            continue
+        print(f"{folder.name} ... (~{cost:.0f} s estimated)", flush=True)
         print(f"  {run_one(out, experiment, protocol, seed, left)}", flush=True)
     with (out / "machine.txt").open("a") as fh:
         fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {machine()}\n")
+    later = ""
+    if deferred:
+        later = (
+            "\nDeferred by the last call (estimated to need more than it had left; a run cut "
+            "off at a lease's end is lost with its checkpoint):\n\n"
+            + "".join(f"- {line}\n" for line in deferred)
+        )
     (out / "results.md").write_text(
         f"Machines (one line per call):\n\n```\n{(out / 'machine.txt').read_text()}```\n\n"
         + table(out)
+        + later
     )
     subprocess.run(
         [sys.executable, "-m", "sslrec", "report", str(out), "--out", str(out / "report"),
