@@ -38,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 # name -> Hydra overrides; the targets are the issue's H100 s/epoch on yelp2018
 MODELS = {
@@ -54,27 +53,6 @@ MODELS = {
 }
 TARGETS = {"lightgcn": 1.0, "xsimgcl": 1.5, "simgcl": 2.5, "sgl-ed": 3.0}
 YELP2018_BATCHES = 605  # ceil(1,237,259 training pairs / 2048)
-
-#: ops that make views (no kernel, nothing launched)
-VIEWS = {
-    "alias", "as_strided", "detach", "expand", "narrow", "permute", "reshape", "select",
-    "slice", "split", "squeeze", "t", "transpose", "unbind", "unsqueeze", "view",
-    "_reshape_alias", "_unsafe_view", "split_with_sizes",
-}  # fmt: skip
-
-
-class Kernels(TorchDispatchMode):
-    """Counts the aten ops dispatched, views excluded, by name."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: Counter[str] = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = func.overloadpacket.__name__
-        if name not in VIEWS:
-            self.ops[name] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def tiny_dataset(folder: Path, users: int, items: int, per_user: int, seed: int = 0) -> Path:
@@ -125,7 +103,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from sslrec.data import DatasetSpec, load_dataset, split_validation
-    from sslrec.devices import accelerator_paths
+    from sslrec.devices import KernelCounter, accelerator_paths
 
     tmp = Path(tempfile.mkdtemp(prefix="sslrec-host-"))
     folder = tiny_dataset(tmp / "tiny", args.users, args.items, args.per_user)
@@ -136,7 +114,7 @@ def main() -> None:
         kernels: dict[str, Counter[str]] = {}
         for name, trainer in trainers.items():
             trainer.train_epoch(1)  # warm-up
-            with Kernels() as seen:
+            with KernelCounter() as seen:
                 trainer.train_epoch(2)
             kernels[name] = seen.ops
         times: dict[str, list[float]] = {name: [] for name in args.models}

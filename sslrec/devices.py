@@ -13,10 +13,12 @@ and gradients as the host's and dispatch no operation that syncs
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 _LOCAL = threading.local()
 
@@ -37,3 +39,35 @@ def accelerator_paths() -> Iterator[None]:
         yield
     finally:
         _LOCAL.emulate = before
+
+
+#: aten ops that make views: they launch no kernel on a GPU
+VIEW_OPS = frozenset(
+    {
+        "alias", "as_strided", "detach", "expand", "narrow", "permute", "reshape", "select",
+        "slice", "split", "squeeze", "t", "transpose", "unbind", "unsqueeze", "view",
+        "_reshape_alias", "_unsafe_view", "split_with_sizes",
+    }
+)  # fmt: skip
+
+
+class KernelCounter(TorchDispatchMode):
+    """Counts, by name, the aten ops dispatched inside it but views (:data:`VIEW_OPS`): the
+    kernels a GPU would launch for the same work, whose issue by the host bounds a short step
+    (``experiments/bench_host_overhead.py``, ``tests/test_accelerator_paths.py``). Run the work
+    under :func:`accelerator_paths` to count an accelerator's branches on the CPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in VIEW_OPS:
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+    @property
+    def total(self) -> int:
+        """Kernels counted so far."""
+        return sum(self.ops.values())

@@ -19,7 +19,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from sslrec.devices import accelerator_paths, host_paths
+from sslrec.devices import KernelCounter, accelerator_paths, host_paths
 from tests.conftest import compose_quiet
 
 aten = torch.ops.aten
@@ -268,21 +268,6 @@ def test_an_evaluation_reads_the_device_a_fixed_number_of_times(lastfm):
     assert _syncs_of_an_evaluation(lastfm, 1024) == _syncs_of_an_evaluation(lastfm, 128)
 
 
-class Kernels(TorchDispatchMode):
-    """Counts the aten ops dispatched that launch a kernel on a GPU (views excluded)."""
-
-    VIEWS = {"alias", "detach", "expand", "select", "slice", "t", "transpose", "unbind"}
-    VIEWS |= {"unsqueeze", "view"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.total = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.total += func.overloadpacket.__name__ not in self.VIEWS
-        return func(*args, **(kwargs or {}))
-
-
 def _head_kernels(sides: int) -> int:
     """Kernels of the in-batch head's loss and backward over ``sides`` sides of 64 anchors."""
     from sslrec.losses.infonce import _in_batch_masked_sides
@@ -290,7 +275,7 @@ def _head_kernels(sides: int) -> int:
     torch.manual_seed(0)
     tables = [torch.randn(50, 8, requires_grad=True) for _ in range(2 * sides)]
     ids = [torch.randint(0, 50, (64,)) for _ in range(sides)]
-    with accelerator_paths(), Kernels() as kernels:
+    with accelerator_paths(), KernelCounter() as kernels:
         views = [(tables[2 * s], tables[2 * s + 1], ids[s]) for s in range(sides)]
         _in_batch_masked_sides(views, 0.2, "mean").backward()
     return kernels.total
@@ -311,7 +296,7 @@ def test_noise_drawn_ahead_takes_a_fixed_number_of_kernels():
     aug, x = UniformNoise(0.1), torch.randn(30, 8)
 
     def kernels(ahead: bool) -> int:
-        with accelerator_paths(), Kernels() as seen:
+        with accelerator_paths(), KernelCounter() as seen:
             if ahead:
                 with aug.drawn_ahead(6, (30, 8), "cpu"):
                     for _ in range(6):
