@@ -337,3 +337,37 @@ def test_noise_drawn_ahead_trains_as_drawn_one_by_one(lastfm, monkeypatch, name)
     assert ahead[0] == one_by_one[0]
     for key, grad in ahead[1].items():
         assert torch.equal(grad, one_by_one[1][key]), key
+
+
+@pytest.mark.parametrize("k", [None, 4])
+def test_the_ranking_scores_take_one_batched_product_on_the_accelerator_paths(k):
+    """Positive and negative scores from one ``bmm`` of the items stacked, on rows gathered
+    from tables as a model's are: the host's products and sums' values and gradients (float64,
+    so to rounding), in fewer kernels."""
+    import torch.nn.functional as F
+
+    from sslrec.models.base import _scores
+
+    torch.manual_seed(0)
+    user_table, item_table = torch.randn(10, 5).double(), torch.randn(12, 5).double()
+    users, pos_items = torch.randint(0, 10, (6,)), torch.randint(0, 12, (6,))
+    neg_items = torch.randint(0, 12, (6,) if k is None else (6, k))
+    w_pos, w_neg = torch.randn(6).double(), torch.randn(neg_items.shape).double()
+
+    def run(accelerator: bool):
+        ut, it = user_table.clone().requires_grad_(), item_table.clone().requires_grad_()
+        with KernelCounter() as seen:
+            rows = F.embedding(users, ut), F.embedding(pos_items, it), F.embedding(neg_items, it)
+            if accelerator:
+                with accelerator_paths():
+                    pos, neg = _scores(*rows)
+            else:
+                pos, neg = _scores(*rows)
+            ((pos * w_pos).sum() + (neg * w_neg).sum()).backward()
+        return [pos.detach(), neg.detach(), ut.grad, it.grad], seen.total
+
+    (host, host_kernels), (accel, accel_kernels) = run(False), run(True)
+    for a, b in zip(host, accel, strict=True):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert accel_kernels < host_kernels, (accel_kernels, host_kernels)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sslrec.data import Batch
+from sslrec.devices import KernelCounter, accelerator_paths
 from sslrec.losses import L2Reg, bpr_loss, breakdown
 from sslrec.models import MF
 
@@ -97,9 +98,8 @@ def _ref_l2(weight, reduction, squared, *embs: np.ndarray) -> float:
     total = 0.0
     for e in embs:
         sq = 0.0
-        for row in e:
-            for x in row:
-                sq += float(x) * float(x)
+        for x in e.reshape(-1):
+            sq += float(x) * float(x)
         total += 0.5 * sq if squared else math.sqrt(sq)
     if reduction == "mean":
         total /= embs[0].shape[0]
@@ -155,6 +155,49 @@ def test_l2_random_against_reference(reduction, squared, apply_to):
     # a single table works too
     one = reg(torch.from_numpy(embs[0])).item()
     assert one == pytest.approx(_ref_l2(0.37, reduction, squared, embs[0]), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("reduction", "squared", "apply_to"),
+    list(itertools.product(["mean", "sum"], [True, False], ["ego", "propagated"])),
+)
+@pytest.mark.parametrize("shapes", [[(6, 5)] * 3, [(6, 5), (6, 5), (6, 4, 5)], [(6, 5)] * 2])
+def test_l2_on_the_accelerator_paths_equals_the_reference(reduction, squared, apply_to, shapes):
+    """The joined form (a handful of kernels for every table) against float64 by hand, value
+    and gradients; with unequal shapes (``k`` negatives) the unsquared norm takes the per-table
+    sum."""
+    rng = np.random.default_rng(11)
+    embs = [rng.normal(size=shape) for shape in shapes]
+    reg = L2Reg(weight=0.37, reduction=reduction, squared=squared, apply_to=apply_to)
+    tables = [torch.tensor(e, dtype=torch.float32, requires_grad=True) for e in embs]
+    with accelerator_paths():
+        got = reg(*tables)
+    got.backward()
+    assert got.dim() == 0
+    assert got.item() == pytest.approx(_ref_l2(0.37, reduction, squared, *embs), rel=1e-6)
+    scale = 0.37 / (shapes[0][0] if reduction == "mean" else 1)
+    for table, e in zip(tables, embs, strict=True):
+        want = scale * (e if squared else e / np.linalg.norm(e))  # d(½‖E‖²) = E, d‖E‖ = E/‖E‖
+        np.testing.assert_allclose(table.grad.numpy(), want, rtol=1e-5, atol=1e-7)
+
+
+def test_l2_on_the_accelerator_paths_takes_a_fixed_handful_of_kernels():
+    """Forward and backward of LightGCN's three squared tables: 8 kernels (cat, dot, scale,
+    backward's seed, the scale's and the dot's backward), not 29 (a pow, a sum, a product and a
+    sum per table, each with its backward), and no more for more tables."""
+
+    def kernels(tables: int, squared: bool) -> int:
+        xs = [torch.randn(8, 4, requires_grad=True) for _ in range(tables)]
+        with accelerator_paths(), KernelCounter() as seen:
+            L2Reg(weight=0.1, squared=squared)(*xs).backward()
+        return seen.total
+
+    assert kernels(3, True) <= 8 and kernels(5, True) == kernels(3, True)
+    assert kernels(2, False) <= 10 and kernels(4, False) == kernels(2, False)
+    xs = [torch.randn(8, 4, requires_grad=True) for _ in range(3)]
+    with KernelCounter() as host:  # the host's per-table sum
+        L2Reg(weight=0.1)(*xs).backward()
+    assert host.total > 3 * kernels(3, True)
 
 
 def test_l2_gradient_of_squared_mean():

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from sslrec.devices import host_paths
+
 
 @dataclass(frozen=True)
 class L2Reg:
@@ -38,7 +40,17 @@ class L2Reg:
             raise ValueError(f"reg apply_to must be 'ego' or 'propagated', got {self.apply_to!r}")
 
     def __call__(self, *embeddings: torch.Tensor) -> torch.Tensor:
-        """``embeddings``: tensors ``[B, d]`` (user, positive, negative rows). Returns a scalar."""
+        """``embeddings``: tensors ``[B, d]`` (user, positive, negative rows; negatives may be
+        ``[B, k, d]``). Returns a scalar.
+
+        On an accelerator the tables are summed in one pass (:meth:`_joined`): a short GPU step
+        is bound by its kernel launches, and the per-table sum below cost a LightGCN step 21
+        more (83 kernels against 62, forward and backward). The host keeps the per-table sum,
+        so CPU runs stay the same bit for bit; the two agree to float rounding (tested)."""
+        if len(embeddings) > 1 and not host_paths(embeddings[0].device):
+            joined = self._joined(embeddings)
+            if joined is not None:
+                return joined
         if self.squared:
             total = sum(0.5 * e.pow(2).sum() for e in embeddings)
         else:
@@ -46,3 +58,19 @@ class L2Reg:
         if self.reduction == "mean":
             total = total / embeddings[0].shape[0]
         return self.weight * total
+
+    def _joined(self, embeddings: tuple[torch.Tensor, ...]) -> torch.Tensor | None:
+        """The term in a fixed handful of kernels whatever the number of tables: the squared
+        norms as one dot product of the tables laid end to end, the norms as one row-wise norm
+        of the tables stacked (``None``, the per-table sum instead, where their shapes differ);
+        the constant factors folded into one."""
+        scale = self.weight
+        if self.reduction == "mean":
+            scale /= embeddings[0].shape[0]
+        if self.squared:
+            flat = torch.cat([e.reshape(-1) for e in embeddings])
+            return torch.dot(flat, flat) * (0.5 * scale)
+        if any(e.shape != embeddings[0].shape for e in embeddings):
+            return None
+        stacked = torch.stack(embeddings).reshape(len(embeddings), -1)
+        return torch.linalg.vector_norm(stacked, dim=1).sum() * scale

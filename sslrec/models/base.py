@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sslrec.data.sampling import Batch
+from sslrec.devices import host_paths
 from sslrec.evaluation.scoring import InnerProductScorer, Scorer
 from sslrec.graph.rows import Rows, take
 from sslrec.losses import BPRLoss, L2Reg, RankingBatch, RankingLoss, Term
@@ -152,9 +153,10 @@ class EmbeddingRecommender(Recommender):
         """
         u = take(user_all, batch.users)
         p, n = take(item_all, batch.pos), take(item_all, batch.neg)
+        pos_scores, neg_scores = _scores(u, p, n)
         ranked = RankingBatch(
-            pos_scores=(u * p).sum(-1),
-            neg_scores=_dot(u, n),
+            pos_scores=pos_scores,
+            neg_scores=neg_scores,
             user=u,
             pos=p,
             neg=n,
@@ -199,6 +201,27 @@ def with_ssl(terms: dict[str, Term], ssl: torch.Tensor, weight: float) -> dict[s
     terms["ssl"] = Term(ssl, weight)
     terms["reg"] = reg
     return terms
+
+
+def _scores(u: torch.Tensor, p: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``u`` ``[B, d]`` against ``p`` ``[B, d]`` and ``n`` ``[B, d]`` (or ``[B, k, d]``): the
+    positive scores ``[B]`` and the negative ones ``[B]`` (``[B, k]``).
+
+    On an accelerator both come from one batched product of the items stacked, the backward
+    from two: a LightGCN step launches 4 kernels fewer (64 against 68) than with two products
+    and sums, whose backward multiplies per operand, and such a step is bound by its launches.
+    The host keeps the products and sums, bit for bit as before; the two agree to float
+    rounding (tested)."""
+    if host_paths(u.device):
+        return (u * p).sum(-1), _dot(u, n)
+    many = n.dim() == 3
+    items = torch.cat((p.unsqueeze(1), n if many else n.unsqueeze(1)), 1)  # [B, 1 + k, d]
+    scores = torch.bmm(items, u.unsqueeze(-1)).squeeze(-1)  # [B, 1 + k]
+    if not many:  # unbind's backward is one stack; two selects' are two zero-filled copies
+        pos, neg = scores.unbind(1)
+        return pos, neg
+    pos, neg = scores.split((1, n.shape[1]), 1)
+    return pos.squeeze(1), neg
 
 
 def _dot(u: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
