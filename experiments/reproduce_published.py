@@ -300,7 +300,15 @@ def main() -> int:
     timings = load_timings([p for p in args.timings if p.is_file()])
     missing = [str(p) for p in args.timings if not p.is_file()]
     if missing:
-        print(f"no timings in {', '.join(missing)}: the issue's H100 targets price the rows")
+        print(f"no file {', '.join(missing)}")
+    if args.budget is not None and not args.no_fit:
+        priced = ", ".join(
+            f"{v} {timings[v] * BATCHES['yelp2018']:.2f} (measured)"
+            if v in timings
+            else f"{v} {target:.2f} (the issue's target)"
+            for v, target in TARGET_EPOCH_S.items()
+        )
+        print(f"rows priced at s per yelp2018 epoch: {priced}", flush=True)
     start = time.monotonic()
     deferred: list[str] = []
     for experiment, protocol, seed in PLAN:
