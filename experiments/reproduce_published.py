@@ -1,7 +1,7 @@
 """The published comparisons on the LightGCN/SGL splits, resumable across short GPU slots.
 
     python experiments/reproduce_published.py OUT_DIR [--budget SECONDS] [--only NAME ...]
-        [--pack FILE.tar.gz]
+        [--pack FILE.tar.gz] [--timings BENCH_EPOCH.txt ...] [--no-fit]
 
 Runs the missing rows of :data:`PLAN` in order of value: LightGCN on yelp2018 and gowalla to
 convergence first (the baselines every table needs), then three seeds of SimGCL, XSimGCL and
