@@ -1,7 +1,8 @@
 """The published comparisons on the LightGCN/SGL splits, resumable across short GPU slots.
 
     python experiments/reproduce_published.py OUT_DIR [--budget SECONDS] [--only NAME ...]
-        [--pack FILE.tar.gz] [--timings BENCH_EPOCH.txt ...] [--no-fit]
+        [--pack FILE.tar.gz] [--resume-from EARLIER.tar.gz] [--timings BENCH_EPOCH.txt ...]
+        [--no-fit]
 
 Runs the missing rows of :data:`PLAN` in order of value: LightGCN on yelp2018 and gowalla to
 convergence first (the baselines every table needs), then three seeds of SimGCL, XSimGCL and
@@ -19,6 +20,12 @@ archive: the device tool brings back at most 8 files of 16 MiB from a lent GPU, 
 holds more files than that (a yelp2018 LightGCN checkpoint alone is ~71 MB). Keep ``OUT_DIR``
 outside the tool's ``$OUT`` and pack into it. The checkpoints then stay on that machine: a later
 call resumes them only while it is still held (a fresh lease starts bare).
+
+**Finished rows travel.** A lease starts bare, so ``--resume-from`` unpacks the finished runs
+of an earlier call's ``--pack`` archive (and its machine lines) into ``OUT_DIR`` first: they are
+skipped, and this call's archive holds them again, so each lease goes on where the last one
+stopped instead of redoing its first rows. Unfinished runs stay out (their records without
+their checkpoint would mix two runs into one folder); they start again.
 
 **Only what can finish is started.** A run cut off at the end of a lease is lost with its
 checkpoint, so under ``--budget`` each row's cost is estimated first (:func:`estimate`: its
@@ -42,7 +49,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 # experiment -> published (Recall@20, NDCG@20) on the LightGCN/SGL splits, or None
 PUBLISHED = {
@@ -290,6 +297,12 @@ def main() -> int:
         help="bench_epoch.py output on this GPU (yelp2018): the seconds per epoch of the estimates",
     )
     ap.add_argument(
+        "--resume-from",
+        type=Path,
+        default=None,
+        help="an earlier call's --pack archive: its finished runs are unpacked first",
+    )
+    ap.add_argument(
         "--no-fit",
         action="store_true",
         help="start rows in order even where their estimate exceeds the budget left",
@@ -297,6 +310,12 @@ def main() -> int:
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.resume_from is not None:
+        if args.resume_from.is_file():
+            carried = carry_finished(args.resume_from, out)
+            print(f"carried {len(carried)} finished runs from {args.resume_from}", flush=True)
+        else:
+            print(f"no file {args.resume_from}: no earlier runs carried", flush=True)
     timings = load_timings([p for p in args.timings if p.is_file()])
     missing = [str(p) for p in args.timings if not p.is_file()]
     if missing:
@@ -366,6 +385,61 @@ def pack(out: Path, archive: Path) -> None:
             if path.is_file() and path.name not in UNPACKED and path != archive:
                 tar.add(path, arcname=str(path.relative_to(out.parent)))
     print(f"packed {archive} ({archive.stat().st_size / 2**20:.1f} MiB)", flush=True)
+
+
+#: the key of a run's log (``OUT_DIR/<run>.log``) among its files in :func:`carry_finished`
+_LOG = ("<log>",)
+
+
+def carry_finished(archive: Path, out: Path) -> list[str]:
+    """Unpack into ``out`` the finished runs of ``archive`` (a :func:`pack` of another call's
+    ``OUT_DIR``, whatever its name): each run folder whose ``results.json`` says finished, with
+    its log, unless ``out`` has that run already; and the machine lines ``out/machine.txt``
+    lacks. Unfinished runs, reports and members outside a run are left. Returns the runs
+    carried, sorted."""
+    out.mkdir(parents=True, exist_ok=True)
+    runs: dict[str, dict[tuple[str, ...], tarfile.TarInfo]] = {}
+    machine: tarfile.TarInfo | None = None
+    with tarfile.open(archive, "r:gz") as tar:
+        for member in tar.getmembers():
+            path = PurePosixPath(member.name)
+            if not member.isfile() or path.is_absolute() or ".." in path.parts:
+                continue
+            rel = path.parts[1:]  # below the packed OUT_DIR
+            if rel == ("machine.txt",):
+                machine = member
+            elif len(rel) >= 2 and rel[0] != "report":
+                runs.setdefault(rel[0], {})[rel[1:]] = member
+            elif len(rel) == 1 and rel[0].endswith(".log"):
+                runs.setdefault(rel[0][: -len(".log")], {})[_LOG] = member
+
+        def read(member: tarfile.TarInfo) -> bytes:
+            handle = tar.extractfile(member)
+            return handle.read() if handle is not None else b""
+
+        carried = []
+        for run, files in sorted(runs.items()):
+            results = files.get(("results.json",))
+            if results is None or (out / run).exists():
+                continue
+            try:
+                state = json.loads(read(results)).get("status", "finished")
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if state != "finished":
+                continue
+            for rel, member in files.items():
+                target = out / f"{run}.log" if rel == _LOG else out.joinpath(run, *rel)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(read(member))
+            carried.append(run)
+        if machine is not None:
+            have = (out / "machine.txt").read_text() if (out / "machine.txt").is_file() else ""
+            lines = [ln for ln in read(machine).decode().splitlines() if ln and ln not in have]
+            if lines:
+                with (out / "machine.txt").open("a") as fh:
+                    fh.write("".join(f"{ln}\n" for ln in lines))
+    return carried
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ estimated cost fits what is left (a run cut off at a lease's end is lost with it
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
@@ -111,3 +112,85 @@ def test_rows_that_cannot_finish_are_deferred(rp, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["rp", str(tmp_path / "o2"), "--budget", "200", "--no-fit"])
     rp.main()
     assert started == ["lightgcn_yelp2018-paper-s2020"]
+
+
+def _run_folder(out: Path, name: str, results: dict | None, records: bool = True) -> None:
+    folder = out / name
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"name: {name}\n")
+    if records:
+        (folder / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    if results is not None:
+        (folder / "results.json").write_text(json.dumps(results))
+    (folder / "checkpoint.pt").write_bytes(b"state")
+    (out / f"{name}.log").write_text(f"log of {name}\n")
+
+
+def test_finished_runs_travel_to_the_next_lease(rp, tmp_path, monkeypatch):
+    """A lease's archive seeds the next lease's OUT_DIR with its finished runs (their files and
+    logs, not their checkpoints, which the archive leaves out) and its machine lines; the
+    unfinished and failed runs, the report and an unsafe member stay out; a run already there
+    is kept. The plan then skips the carried runs."""
+    import tarfile
+
+    first = tmp_path / "lease1" / "published"
+    first.mkdir(parents=True)
+    done = {"status": "finished", "test": {"recall@20": 0.07, "ndcg@20": 0.06}}
+    _run_folder(first, "simgcl_yelp2018-paper-s1", done)
+    _run_folder(first, "xsimgcl_yelp2018-paper-s1", done)
+    _run_folder(first, "sgl_ed_yelp2018-paper-s1", None)  # cut off: records, no results
+    _run_folder(first, "lightgcn_yelp2018-paper-s2020", {"status": "failed", "reason": "x"})
+    (first / "report").mkdir()
+    (first / "report" / "report.md").write_text("old report")
+    (first / "machine.txt").write_text("2026-12-08 10:00:00: h100 one\n")
+    archive = tmp_path / "published.tar.gz"
+    rp.pack(first, archive)
+    with tarfile.open(archive, "r:gz") as tar:
+        assert not any(n.endswith("checkpoint.pt") for n in tar.getnames())
+    evil = tmp_path / "evil.tar.gz"  # a member that would land outside OUT_DIR
+    with tarfile.open(archive, "r:gz") as src, tarfile.open(evil, "w:gz") as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member))
+        info = tarfile.TarInfo("published/../../escaped.txt")
+        info.size = 3
+        dst.addfile(info, io.BytesIO(b"bad"))
+
+    out = tmp_path / "lease2" / "published"
+    _run_folder(out, "xsimgcl_yelp2018-paper-s1", {"status": "finished", "test": {}})
+    (out / "machine.txt").write_text("2026-12-08 10:00:00: h100 one\n")
+    carried = rp.carry_finished(evil, out)
+    assert carried == ["simgcl_yelp2018-paper-s1"]
+    run = out / "simgcl_yelp2018-paper-s1"
+    assert sorted(p.name for p in run.iterdir()) == ["config.yaml", "metrics.jsonl", "results.json"]
+    assert (out / "simgcl_yelp2018-paper-s1.log").read_text() == "log of simgcl_yelp2018-paper-s1\n"
+    assert (
+        json.loads((out / "xsimgcl_yelp2018-paper-s1" / "results.json").read_text())["test"] == {}
+    )  # kept, not overwritten
+    for absent in ("sgl_ed_yelp2018-paper-s1", "lightgcn_yelp2018-paper-s2020", "report"):
+        assert not (out / absent).exists(), absent
+    assert (
+        not (tmp_path / "escaped.txt").exists()
+        and not (tmp_path / "lease2" / "escaped.txt").exists()
+    )
+    assert (out / "machine.txt").read_text().count("h100 one") == 1
+    assert rp.status(run) == "finished"
+
+    # the plan skips what was carried: with a budget for one more row, SGL-ED s1 runs next
+    started: list[str] = []
+
+    def run_one(out_dir, experiment, protocol, seed, timeout):
+        started.append(rp.run_name(experiment, protocol, seed))
+        return "interrupted"
+
+    fresh = tmp_path / "lease3" / "published"
+    monkeypatch.setattr(rp, "run_one", run_one)
+    monkeypatch.setattr(rp.subprocess, "run", lambda *a, **k: None)
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["rp", str(fresh), "--resume-from", str(archive), "--budget", "200", "--only",
+         "simgcl_yelp2018", "xsimgcl_yelp2018", "sgl_ed_yelp2018"],
+    )  # fmt: skip
+    rp.main()
+    assert started[0] == "sgl_ed_yelp2018-paper-s1"
+    assert (fresh / "xsimgcl_yelp2018-paper-s1" / "results.json").is_file()
