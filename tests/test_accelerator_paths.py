@@ -340,10 +340,10 @@ def test_noise_drawn_ahead_trains_as_drawn_one_by_one(lastfm, monkeypatch, name)
 
 
 @pytest.mark.parametrize("k", [None, 4])
-def test_the_ranking_scores_take_one_batched_product_on_the_accelerator_paths(k):
-    """Positive and negative scores from one ``bmm`` of the items stacked, on rows gathered
-    from tables as a model's are: the host's products and sums' values and gradients (float64,
-    so to rounding), in fewer kernels."""
+def test_the_ranking_scores_take_one_gather_and_one_product_on_the_accelerator_paths(k):
+    """The items from one gather of their ids side by side, their scores from one ``bmm``: the
+    host's rows, scores and the tables' gradients (float64, so to rounding), in fewer
+    kernels."""
     import torch.nn.functional as F
 
     from sslrec.models.base import _scores
@@ -357,14 +357,14 @@ def test_the_ranking_scores_take_one_batched_product_on_the_accelerator_paths(k)
     def run(accelerator: bool):
         ut, it = user_table.clone().requires_grad_(), item_table.clone().requires_grad_()
         with KernelCounter() as seen:
-            rows = F.embedding(users, ut), F.embedding(pos_items, it), F.embedding(neg_items, it)
+            u = F.embedding(users, ut)
             if accelerator:
                 with accelerator_paths():
-                    pos, neg = _scores(*rows)
+                    p, n, pos, neg = _scores(u, it, pos_items, neg_items)
             else:
-                pos, neg = _scores(*rows)
+                p, n, pos, neg = _scores(u, it, pos_items, neg_items)
             ((pos * w_pos).sum() + (neg * w_neg).sum()).backward()
-        return [pos.detach(), neg.detach(), ut.grad, it.grad], seen.total
+        return [p.detach(), n.detach(), pos.detach(), neg.detach(), ut.grad, it.grad], seen.total
 
     (host, host_kernels), (accel, accel_kernels) = run(False), run(True)
     for a, b in zip(host, accel, strict=True):

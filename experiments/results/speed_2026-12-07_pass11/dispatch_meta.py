@@ -25,14 +25,15 @@ def rows():
     return F.embedding(idx, ut), F.embedding(idx, it), F.embedding(idx, it)
 
 
-def scores_host():  # the host's form: two products and sums
-    u, p, n = rows()
+def scores_host():  # the host's form: two gathers of the items, two products and sums
+    u = F.embedding(idx, ut)
+    p, n = F.embedding(idx, it), F.embedding(idx, it)
     F.softplus(_dot(u, n) - (u * p).sum(-1)).mean().backward()
 
 
-def scores_accelerator():  # meta is not the host: _scores takes the batched product
-    u, p, n = rows()
-    pos, neg = _scores(u, p, n)
+def scores_accelerator():  # meta is not the host: _scores takes one gather and one bmm
+    u = F.embedding(idx, ut)
+    _, _, pos, neg = _scores(u, it, idx, idx)
     F.softplus(neg - pos).mean().backward()
 
 
