@@ -67,7 +67,7 @@ def _check(backend: str, source: str) -> str:
 
 
 def cpu_gemm_backend() -> str:
-    """``"mkl"`` or ``"onednn"``: the library :func:`linear` uses for CPU fp32 products here."""
+    """``"mkl"`` or ``"onednn"``: the library for CPU fp32 products (:func:`onednn_products`)."""
     backend = getattr(_LOCAL, "backend", None)
     if backend is None:
         backend = _check(os.environ.get("SSLREC_CPU_GEMM", "auto"), "SSLREC_CPU_GEMM")
@@ -80,7 +80,7 @@ def cpu_gemm_backend() -> str:
 
 @contextmanager
 def cpu_gemm(backend: str) -> Iterator[None]:
-    """Use ``backend`` (``auto``, ``mkl``, ``onednn``) for :func:`linear` in this thread."""
+    """Use ``backend`` (``auto``, ``mkl``, ``onednn``) for CPU fp32 products in this thread."""
     before = getattr(_LOCAL, "backend", None)
     _LOCAL.backend = _check(backend, "backend")
     try:
@@ -105,12 +105,10 @@ def _onednn_bf16_available() -> bool:
     return _onednn_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
-def linear(x: torch.Tensor, w: torch.Tensor, onednn: bool) -> torch.Tensor:
-    """``x @ w.T``: ``[M, K] × [N, K] → [M, N]`` (``w`` may be a strided view), through oneDNN
-    if ``onednn`` (from :func:`onednn_products`), else ``torch.mm``."""
-    if onednn:
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, None, "none", [], "")
-    return torch.mm(x, w.t())
+def onednn_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x @ w.T`` through oneDNN: ``[M, K] × [N, K] → [M, N]`` (``w`` may be a strided view);
+    for products :func:`onednn_products` sends there."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, None, "none", [], "")
 
 
 def cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sslrec import gemm
-from sslrec.gemm import cpu_gemm, cpu_gemm_backend, linear, onednn_products
+from sslrec.gemm import cpu_gemm, cpu_gemm_backend, onednn_linear, onednn_products
 from sslrec.losses import tiled
 
 needs_onednn = pytest.mark.skipif(not gemm._onednn_available(), reason="torch without oneDNN")
@@ -103,18 +103,17 @@ def test_onednn_for_large_float32_products_where_chosen_and_for_bf16():
         assert not onednn_products(bf16, big - 1)
 
 
-@pytest.mark.parametrize("onednn", [False, pytest.param(True, marks=needs_onednn)])
+@needs_onednn
 @pytest.mark.parametrize("transposed", [False, True])
-def test_linear_matches_float64(onednn, transposed):
-    """``x @ w.T`` on either library, ``w`` contiguous or a transposed view, against float64."""
+def test_onednn_linear_matches_float64(transposed):
+    """``x @ w.T`` through oneDNN, ``w`` contiguous or a transposed view, against float64."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(37, 65, generator=g)
     w = torch.randn(65, 129, generator=g).t() if transposed else torch.randn(129, 65, generator=g)
-    got = linear(x, w, onednn)
+    got = onednn_linear(x, w)
     ref = x.double() @ w.double().t()
     assert got.shape == (37, 129) and got.dtype == torch.float32
     torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
-    torch.testing.assert_close(linear(x.double(), w.double(), False), ref, rtol=1e-12, atol=0)
 
 
 @needs_onednn
@@ -124,8 +123,8 @@ def test_eager_infonce_takes_onednn_when_chosen(monkeypatch):
     below the size threshold they stay on MKL."""
     monkeypatch.setattr(gemm, "ONEDNN_MIN_MACS", 0)
     calls = []
-    real = tiled.linear
-    monkeypatch.setattr(tiled, "linear", lambda *args: calls.append(1) or real(*args))
+    real = tiled.onednn_linear
+    monkeypatch.setattr(tiled, "onednn_linear", lambda *args: calls.append(1) or real(*args))
     g = torch.Generator().manual_seed(5)
     a = torch.nn.functional.normalize(torch.randn(10, 8, generator=g), dim=1) / 0.2
     c = torch.nn.functional.normalize(torch.randn(50, 8, generator=g), dim=1)
@@ -152,8 +151,8 @@ def test_eager_infonce_takes_onednn_when_chosen(monkeypatch):
 @needs_onednn
 def test_small_eager_products_stay_on_mkl(monkeypatch):
     calls = []
-    real = tiled.linear
-    monkeypatch.setattr(tiled, "linear", lambda *args: calls.append(1) or real(*args))
+    real = tiled.onednn_linear
+    monkeypatch.setattr(tiled, "onednn_linear", lambda *args: calls.append(1) or real(*args))
     a = torch.randn(10, 8, requires_grad=True)
     with cpu_gemm("onednn"):
         tiled.tiled_logsumexp(a, torch.randn(50, 8), 16, rows=4).sum().backward()
@@ -166,8 +165,8 @@ def test_inner_product_scores_through_onednn(monkeypatch):
     from sslrec.evaluation import scoring
 
     calls = []
-    real = scoring.linear
-    monkeypatch.setattr(scoring, "linear", lambda *args: calls.append(1) or real(*args))
+    real = scoring.onednn_linear
+    monkeypatch.setattr(scoring, "onednn_linear", lambda *args: calls.append(1) or real(*args))
     g = torch.Generator().manual_seed(9)
     users, items = torch.randn(30, 16, generator=g), torch.randn(200, 16, generator=g)
     scorer = scoring.InnerProductScorer(users, items)

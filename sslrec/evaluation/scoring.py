@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from sslrec.gemm import linear, onednn_products
+from sslrec.gemm import onednn_linear, onednn_products
 
 
 @runtime_checkable
@@ -73,7 +73,7 @@ class InnerProductScorer:
         u = self.user_emb[users]
         if self.compute_dtype is None:
             if onednn_products(u, u.shape[0] * self.n_items * u.shape[1]):
-                return linear(u, self.item_emb, True)  # MKL's slow road on AMD: sslrec.gemm
+                return onednn_linear(u, self.item_emb)  # MKL's slow road on AMD: sslrec.gemm
             return u @ self.item_t if out is None else torch.mm(u, self.item_t, out=out)
         return (u.to(self.compute_dtype) @ self.item_t).float()
 

@@ -26,7 +26,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from sslrec.devices import host_paths
-from sslrec.gemm import cpu_gemm_backend, linear, onednn_products
+from sslrec.gemm import cpu_gemm_backend, onednn_linear, onednn_products
 
 # Default tile: as many columns as fit a byte budget of logits. Measured with
 # experiments/bench_infonce.py and interleaved A/B runs (forward + backward, B = 2048, N = 70,839,
@@ -293,16 +293,16 @@ class _Products:
     def logits(self, a_aug: torch.Tensor) -> torch.Tensor:
         """``[r, d + 1] → [r, N]``."""
         if self.onednn:
-            return linear(a_aug, self.c_aug, True)
+            return onednn_linear(a_aug, self.c_aug)
         out = _tile_view(self.buf, a_aug.shape[0], self.c_aug.shape[0])
         return torch.mm(a_aug, self.c_aug.t(), out=out)
 
     def numerators(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[r, N] → ([r, d] P c, [r] S)``, ``S`` in the accumulation dtype."""
         if self.sums_apart:
-            return linear(p, self.c_aug_t, True), p.sum(dim=1)
+            return onednn_linear(p, self.c_aug_t), p.sum(dim=1)
         if self.onednn:
-            block = linear(p, self.c_aug_t, True)
+            block = onednn_linear(p, self.c_aug_t)
         else:
             block = torch.mm(p, self.c_aug, out=self.num[: p.shape[0]])
         return block[:, :-1], block[:, -1].to(_acc_dtype(p.dtype))
@@ -310,7 +310,7 @@ class _Products:
     def add_candidate_grad(self, p: torch.Tensor, scaled: torch.Tensor) -> None:
         """Add ``pᵀ · scaled`` (``[r, N]``, ``[r, d]``) to ``∂/∂c``."""
         if self.onednn:
-            self.grad_c.add_(linear(scaled.t(), p.t(), True))
+            self.grad_c.add_(onednn_linear(scaled.t(), p.t()))
         elif self.grad_c.dtype != p.dtype:  # a bf16 product, summed in fp32
             self.grad_c.add_(torch.mm(p.t(), scaled))
         else:
