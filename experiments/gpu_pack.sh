@@ -58,7 +58,7 @@ Packed. One device call (run tool) does both, within its 600 s: carry [".gpu"], 
   bash experiments/gpu_check.sh $OUT/gpu_check; bash experiments/reproduce_published.sh
   /tmp/published --resume-from .gpu/published.tar.gz --budget $((540 - SECONDS))
   --timings $OUT/gpu_check/bench_epoch.txt --pack $OUT/published.tar.gz
-(one line). gpu_check's six files and the archive come back: keep the archive, the next
+(one line). gpu_check's seven files and the archive come back: keep the archive, the next
 gpu_pack.sh --published takes it and its finished runs are not run again. The checkpoints
 cannot come back (a yelp2018 LightGCN checkpoint is ~71 MB, the tool returns 16 MiB a file),
 so a later lease starts the cut-off runs again. reproduce_published.py therefore starts only

@@ -56,13 +56,63 @@ def compose_run_config(*overrides: str):
 
 def compose_quiet(*overrides: str):
     """The run config (no ``hydra`` node) for these overrides, with no logger and no progress
-    bar; needs no ``hydra_conf`` fixture (it initialises Hydra itself)."""
+    bar; initialises Hydra on sslrec's conf/ unless ``hydra_conf`` already has."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
     from sslrec.__main__ import config_dir
 
+    overrides = ("logger=none", "trainer.progress=false", *overrides)
+    if GlobalHydra.instance().is_initialized():
+        return compose("config", overrides=list(overrides))
     with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose("config", overrides=["logger=none", "trainer.progress=false", *overrides])
+        return compose("config", overrides=list(overrides))
+
+
+#: every model trained by gradient steps (``conf/model/NAME.yaml``; the closed-form ones fit
+#: once): the accelerator's paths are checked for each on the CPU
+#: (``tests/test_accelerator_paths.py``, which also checks that this list misses no config) and
+#: on a GPU (``tests/test_gpu.py``)
+TRAINED_MODELS = (
+    "lightgcn", "mf", "sgl", "simgcl", "xsimgcl", "ncl", "directau", "lightgcl", "lightgcnpp",
+    "mixgcf", "simplex", "neumf", "fm", "gmf", "mlp", "joint",
+)  # fmt: skip
+
+
+def seeded_steps(model_name: str, data, device: str, steps: int = 3, batch_size: int = 2048):
+    """``(losses [steps], parameters, validation metrics)`` after ``steps`` steps of
+    ``model_name`` (its config's defaults) from seed 0 with the device sampler on ``device``:
+    what a seeded run's first steps and evaluation compute there."""
+    import torch
+
+    from sslrec.data.device_sampling import DeviceSampler
+    from sslrec.evaluation import Evaluator
+    from sslrec.factory import build_model
+    from sslrec.losses import total
+    from sslrec.train import TrainerConfig
+    from sslrec.train.seeding import seed_everything
+    from sslrec.train.trainer import make_optimizer
+
+    cfg = compose_quiet(f"model={model_name}")
+    seed_everything(0)
+    model = build_model(cfg.model, data, torch.device(device))
+    k = getattr(model, "required_negatives", None) or 1  # MixGCF draws its own n_negs
+    sampler = DeviceSampler(data.train, batch_size, seed=0, num_negatives=k, device=device)
+    opt = make_optimizer(model, TrainerConfig())
+    model.train()
+    model.start_epoch()
+    losses = []
+    for batch, _ in zip(sampler.epoch(), range(steps), strict=False):
+        loss = total(model.loss(batch))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach())
+    model.eval()
+    with torch.no_grad():
+        metrics = Evaluator(data, ks=(20,)).evaluate_scorer(model.scorer(), "valid")
+    params = {name: p.detach().clone() for name, p in model.named_parameters()}
+    return torch.stack(losses).cpu(), params, metrics
 
 
 SAMPLER_USERS, SAMPLER_ITEMS = 40, 15

@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sslrec.devices import KernelCounter, accelerator_paths, host_paths
-from tests.conftest import compose_quiet
+from tests.conftest import TRAINED_MODELS, compose_quiet, seeded_steps
 
 aten = torch.ops.aten
 
@@ -119,7 +119,8 @@ def test_host_paths_and_their_emulation():
     assert host_paths("cpu")
 
 
-#: every model trained by gradient steps (id: model, overrides), with overrides that make its two
+#: every model trained by gradient steps (id: model, overrides; :data:`TRAINED_MODELS` each at
+#: least once), with overrides that make its two
 #: paths draw the same numbers: torch's noise on the accelerator path, numpy's PCG64 on the
 #: host's (ε = 0 keeps the draws and removes their effect); SimpleX also with its attentions,
 #: a history cut (lastfm's are up to 50 long) and the official padded softmax
@@ -150,6 +151,26 @@ MODELS = {
     ),
     "simplex-mean-cut": ("simplex", ("model.max_history=10", "model.exclude_target=false")),
 }
+
+
+def test_every_trained_model_is_checked():
+    """:data:`TRAINED_MODELS` (which this module and ``tests/test_gpu.py`` take) holds every
+    config of ``conf/model`` but the closed-form ones, and :data:`MODELS` covers each: a new
+    model cannot miss the accelerator's checks."""
+    from pathlib import Path
+
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from sslrec.__main__ import config_dir
+
+    trained = set()
+    for yaml in sorted(Path(config_dir(), "model").glob("*.yaml")):
+        target = OmegaConf.load(yaml)["_target_"]
+        if not getattr(get_class(target), "closed_form", False):
+            trained.add(yaml.stem)
+    assert trained == set(TRAINED_MODELS)
+    assert {model for model, _ in MODELS.values()} == trained
 
 
 def _model(name: str, overrides: tuple[str, ...] = (), *, data):
@@ -224,6 +245,17 @@ def test_the_accelerator_paths_compute_the_host_paths_loss_and_gradients(lastfm,
     for key, grad in grads.items():
         scale = host_grads[key].abs().max().item()
         torch.testing.assert_close(grad, host_grads[key], rtol=1e-4, atol=1e-5 * scale + 1e-12)
+
+
+@pytest.mark.parametrize("name", TRAINED_MODELS)
+def test_a_seeded_run_repeats_on_the_accelerator_paths(lastfm, name):
+    """Three seeded steps at a batch of 2,048 and an evaluation, twice: the same losses,
+    parameters and metrics, bit for bit (``tests/test_gpu.py`` asks the same of a GPU)."""
+    with accelerator_paths():
+        first, second = (seeded_steps(name, lastfm, "cpu") for _ in range(2))
+    assert torch.equal(first[0], second[0])
+    assert all(torch.equal(p, second[1][n]) for n, p in first[1].items())
+    assert first[2] == second[2]
 
 
 def _syncs_of_an_epoch(data, tmp_path, batch_size: int, model: str) -> int:
@@ -339,11 +371,12 @@ def test_noise_drawn_ahead_trains_as_drawn_one_by_one(lastfm, monkeypatch, name)
         assert torch.equal(grad, one_by_one[1][key]), key
 
 
+@pytest.mark.parametrize("join", [True, False])
 @pytest.mark.parametrize("k", [None, 4])
-def test_the_ranking_scores_take_one_gather_and_one_product_on_the_accelerator_paths(k):
-    """The items from one gather of their ids side by side, their scores from one ``bmm``: the
-    host's rows, scores and the tables' gradients (float64, so to rounding), in fewer
-    kernels."""
+def test_the_ranking_scores_take_one_product_on_the_accelerator_paths(k, join):
+    """The items from one gather of their ids side by side (``join``) or from two, their
+    scores from one ``bmm``: the host's rows, scores and the tables' gradients (float64, so to
+    rounding), in fewer kernels."""
     import torch.nn.functional as F
 
     from sslrec.models.base import _scores
@@ -360,14 +393,33 @@ def test_the_ranking_scores_take_one_gather_and_one_product_on_the_accelerator_p
             u = F.embedding(users, ut)
             if accelerator:
                 with accelerator_paths():
-                    p, n, pos, neg = _scores(u, it, pos_items, neg_items)
+                    p, n, pos, neg = _scores(u, it, pos_items, neg_items, join)
             else:
                 p, n, pos, neg = _scores(u, it, pos_items, neg_items)
             ((pos * w_pos).sum() + (neg * w_neg).sum()).backward()
-        return [p.detach(), n.detach(), pos.detach(), neg.detach(), ut.grad, it.grad], seen.total
+        return [p.detach(), n.detach(), pos.detach(), neg.detach(), ut.grad, it.grad], seen
 
     (host, host_kernels), (accel, accel_kernels) = run(False), run(True)
     for a, b in zip(host, accel, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    assert accel_kernels < host_kernels, (accel_kernels, host_kernels)
+    assert accel_kernels.total < host_kernels.total, (accel_kernels.total, host_kernels.total)
+    assert accel_kernels.ops["embedding"] == (1 if join else 2) + 1  # + the users'
+
+
+@pytest.mark.parametrize(
+    ("batch", "k", "joined"),
+    [(1024, None, True), (1536, None, True), (1537, None, False), (2048, None, False),
+     (2048, 2, True), (1024, 3, False), (2048, 4, True), (3072, None, False), (3073, None, True)],
+)  # fmt: skip
+def test_the_ranking_scores_keep_each_gather_on_cudas_one_kernel_backward(batch, k, joined):
+    """One gather unless the joined ids pass :data:`SMALL_GATHER_IDS` while each part stays
+    within it: at yelp2018's batch of 2,048 with one negative, two gathers of 2,048 ids."""
+    from sslrec.models.base import _scores
+
+    u, table = torch.randn(batch, 4), torch.randn(50, 4)
+    pos = torch.randint(0, 50, (batch,))
+    neg = torch.randint(0, 50, (batch,) if k is None else (batch, k))
+    with accelerator_paths(), KernelCounter() as seen:
+        _scores(u, table, pos, neg)
+    assert seen.ops["embedding"] == (1 if joined else 2)

@@ -202,32 +202,52 @@ def with_ssl(terms: dict[str, Term], ssl: torch.Tensor, weight: float) -> dict[s
     return terms
 
 
+#: the most ids whose gather CUDA differentiates in one kernel: past 3,072 its
+#: ``embedding_dense_backward`` sorts the ids and sums segments (~20 launches of cub's radix
+#: sort, scans and segment kernels; ``aten/src/ATen/native/cuda/Embedding.cu``)
+SMALL_GATHER_IDS = 3072
+
+
 def _scores(
-    u: torch.Tensor, item_all: torch.Tensor | Rows, pos: torch.Tensor, neg: torch.Tensor
+    u: torch.Tensor,
+    item_all: torch.Tensor | Rows,
+    pos: torch.Tensor,
+    neg: torch.Tensor,
+    join: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The rows of ``pos`` ``[B]`` and ``neg`` ``[B]`` (or ``[B, k]``) in ``item_all`` and their
     scores against ``u`` ``[B, d]``: ``(p [B, d], n [B, d] or [B, k, d], pos_scores [B],
     neg_scores [B] or [B, k])``.
 
-    On an accelerator the items come from one gather of their ids side by side and the scores
-    from one batched product, the backward from one gather's and two products: a LightGCN step
-    launches 7 kernels fewer (61 against 68 with two gathers, products and sums, whose
-    backward multiplies per operand and adds the two gathers' gradients), and such a step is
-    bound by its launches. The host keeps two gathers, products and sums, bit for bit as
-    before; the two agree to float rounding (tested)."""
+    On an accelerator the scores come from one batched product, the backward from two, and
+    the items from one gather of their ids side by side (``join``), or from two when joining
+    them would move the gather's backward off CUDA's one-kernel path for up to
+    :data:`SMALL_GATHER_IDS` ids while each part stays on it (``join=None`` decides so; a batch
+    of 2,048 with one negative each: two). A step on an accelerator is bound by its launches:
+    on the tiny graph a LightGCN step dispatches 61 operations this way, 68 with two gathers,
+    products and sums. The host keeps two gathers, products and sums, bit for bit as before;
+    the forms agree to float rounding (tested)."""
     if host_paths(u.device):
         p, n = take(item_all, pos), take(item_all, neg)
         return p, n, (u * p).sum(-1), _dot(u, n)
     many = neg.dim() == 2
-    ids = torch.cat((pos.unsqueeze(1), neg if many else neg.unsqueeze(1)), 1)  # [B, 1 + k]
-    items = take(item_all, ids)  # [B, 1 + k, d]
+    negs = neg if many else neg.unsqueeze(1)  # [B, k]
+    b, k = negs.shape
+    if join is None:
+        join = b * (1 + k) <= SMALL_GATHER_IDS or b * k > SMALL_GATHER_IDS
+    if join:
+        items = take(item_all, torch.cat((pos.unsqueeze(1), negs), 1))  # [B, 1 + k, d]
+        # unbind's backward is one stack; two selects' are two zero-filled copies
+        p, n = items.unbind(1) if not many else (items[:, 0], items[:, 1:])
+    else:
+        p, n = take(item_all, pos), take(item_all, neg)
+        items = torch.cat((p.unsqueeze(1), n), 1) if many else torch.stack((p, n), 1)
     scores = torch.bmm(items, u.unsqueeze(-1)).squeeze(-1)  # [B, 1 + k]
-    if not many:  # unbind's backward is one stack; two selects' are two zero-filled copies
-        p, n = items.unbind(1)
+    if not many:
         pos_scores, neg_scores = scores.unbind(1)
         return p, n, pos_scores, neg_scores
-    pos_scores, neg_scores = scores.split((1, neg.shape[1]), 1)
-    return items[:, 0], items[:, 1:], pos_scores.squeeze(1), neg_scores
+    pos_scores, neg_scores = scores.split((1, k), 1)
+    return p, n, pos_scores.squeeze(1), neg_scores
 
 
 def _dot(u: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
