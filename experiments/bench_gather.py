@@ -93,11 +93,12 @@ def main() -> None:
                 times[name].append((time.perf_counter() - t0) / args.iters)
     ids = args.batch * (1 + args.negatives)
     what = "CUDA kernels" if device.type == "cuda" else "aten ops"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
-        f"{device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-        f"torch {torch.__version__}; batch {args.batch}, {args.negatives} negative(s): {ids} "
-        f"item ids; items {args.items}, d {args.dim}; median of {args.rounds} rounds of "
-        f"{args.iters} iterations (forward + backward)"
+        f"{device} ({name}), torch {torch.__version__}, {torch.get_num_threads()} threads; "
+        f"batch {args.batch}, {args.negatives} negative(s): {ids} item ids; "
+        f"items {args.items}, d {args.dim}; "
+        f"median of {args.rounds} rounds of {args.iters} iterations (forward + backward)"
     )
     print(f"| form | {what} / iteration | µs / iteration | × one gather |")
     print("|---|---:|---:|---:|")
