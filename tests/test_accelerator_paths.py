@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sslrec.devices import KernelCounter, accelerator_paths, host_paths
-from tests.conftest import TRAINED_MODELS, compose_quiet, seeded_steps
+from tests.conftest import TRAINED_MODELS, compose_quiet
 
 aten = torch.ops.aten
 
@@ -245,17 +245,6 @@ def test_the_accelerator_paths_compute_the_host_paths_loss_and_gradients(lastfm,
     for key, grad in grads.items():
         scale = host_grads[key].abs().max().item()
         torch.testing.assert_close(grad, host_grads[key], rtol=1e-4, atol=1e-5 * scale + 1e-12)
-
-
-@pytest.mark.parametrize("name", TRAINED_MODELS)
-def test_a_seeded_run_repeats_on_the_accelerator_paths(lastfm, name):
-    """Three seeded steps at a batch of 2,048 and an evaluation, twice: the same losses,
-    parameters and metrics, bit for bit (``tests/test_gpu.py`` asks the same of a GPU)."""
-    with accelerator_paths():
-        first, second = (seeded_steps(name, lastfm, "cpu") for _ in range(2))
-    assert torch.equal(first[0], second[0])
-    assert all(torch.equal(p, second[1][n]) for n, p in first[1].items())
-    assert first[2] == second[2]
 
 
 def _syncs_of_an_epoch(data, tmp_path, batch_size: int, model: str) -> int:

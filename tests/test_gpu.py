@@ -1,18 +1,51 @@
-"""The accelerator path (skipped without CUDA; ``experiments/gpu_check.sh`` runs it on a lent
-GPU): no host sync inside a training step, the device sampler's guarantees on the device, the
-fused kernels against their references, and a short run end to end."""
+"""The accelerator path on CUDA (``experiments/gpu_check.sh`` runs this on a lent GPU): no host
+sync inside a training step, a seeded run that repeats, the device sampler's guarantees on the
+device, the fused kernels against their references, and a short run end to end.
+
+Without CUDA the same tests run on the accelerator's paths emulated on the CPU
+(:func:`sslrec.devices.accelerator_paths`; the sync checks are then
+``tests/test_accelerator_paths.py``'s), so that the code a short GPU lease runs has run
+before it; the end-to-end run needs CUDA."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
 
+from sslrec.devices import accelerator_paths
 from tests.conftest import TRAINED_MODELS, seeded_steps
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+CUDA = torch.cuda.is_available()
 
 
-def _model_and_batches(model_name: str, tiny_dataset_dir, k: int = 1):
+@pytest.fixture(params=["cuda" if CUDA else "emulated"])
+def device(request) -> Iterator[str]:
+    """``"cuda"``, or ``"cpu"`` on the accelerator's paths when there is no GPU."""
+    if request.param == "cuda":
+        yield "cuda"
+        return
+    with accelerator_paths():
+        yield "cpu"
+
+
+@contextmanager
+def _syncs_raise(device: str) -> Iterator[None]:
+    """On CUDA, any device→host sync inside raises (CUDA's sync debug mode)."""
+    if device != "cuda":
+        yield
+        return
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def _model_and_batches(model_name: str, tiny_dataset_dir, device: str, k: int = 1):
     from sslrec.data import DatasetSpec
     from sslrec.data.device_sampling import DeviceSampler
     from sslrec.factory import build_model
@@ -22,21 +55,21 @@ def _model_and_batches(model_name: str, tiny_dataset_dir, k: int = 1):
     cfg = compose_run_config(f"model={model_name}")
     data = load_data(DatasetSpec(name="tiny", path=str(tiny_dataset_dir)), "validation")
     torch.manual_seed(0)
-    model = build_model(cfg.model, data, torch.device("cuda"))
+    model = build_model(cfg.model, data, torch.device(device))
     k = getattr(model, "required_negatives", None) or k  # MixGCF draws from its own n_negs
-    sampler = DeviceSampler(data.train, 32, seed=0, num_negatives=k, device="cuda")
+    sampler = DeviceSampler(data.train, 32, seed=0, num_negatives=k, device=device)
     return model, sampler, data
 
 
 @pytest.mark.parametrize("model_name", TRAINED_MODELS)
-def test_a_training_step_never_syncs_the_host(hydra_conf, tiny_dataset_dir, model_name):
+def test_a_training_step_never_syncs_the_host(hydra_conf, tiny_dataset_dir, device, model_name):
     """Inside the step (loss, total, backward, fused Adam) any device→host sync raises."""
-    model, sampler, _ = _model_and_batches(model_name, tiny_dataset_dir)
-    _steps_without_syncs(model, list(sampler.epoch())[:3])
+    model, sampler, _ = _model_and_batches(model_name, tiny_dataset_dir, device)
+    _steps_without_syncs(model, list(sampler.epoch())[:3], device)
 
 
 @pytest.mark.parametrize("model_name", TRAINED_MODELS)
-def test_a_full_size_step_never_syncs_the_host(lastfm, model_name):
+def test_a_full_size_step_never_syncs_the_host(lastfm, device, model_name):
     """The same at yelp2018's batch of 2,048 on lastfm: CUDA picks some kernels by size (an
     embedding's backward sorts its ids past 3,072 of them, with cub's scans), which the tiny
     graph's batches of 32 never reach."""
@@ -45,15 +78,15 @@ def test_a_full_size_step_never_syncs_the_host(lastfm, model_name):
     from tests.conftest import compose_quiet
 
     torch.manual_seed(0)
-    model = build_model(compose_quiet(f"model={model_name}").model, lastfm, torch.device("cuda"))
+    model = build_model(compose_quiet(f"model={model_name}").model, lastfm, torch.device(device))
     k = getattr(model, "required_negatives", None) or 1
-    sampler = DeviceSampler(lastfm.train, 2048, seed=0, num_negatives=k, device="cuda")
+    sampler = DeviceSampler(lastfm.train, 2048, seed=0, num_negatives=k, device=device)
     batches = [b for b, _ in zip(sampler.epoch(), range(2), strict=False)]
     assert batches[0].users.numel() == 2048
-    _steps_without_syncs(model, batches)
+    _steps_without_syncs(model, batches, device)
 
 
-def _steps_without_syncs(model, batches) -> None:
+def _steps_without_syncs(model, batches, device: str) -> None:
     from sslrec.config import TrainerConfig
     from sslrec.losses import total
     from sslrec.train.trainer import make_optimizer
@@ -61,46 +94,42 @@ def _steps_without_syncs(model, batches) -> None:
     opt = make_optimizer(model, TrainerConfig())
     model.train()
     model.start_epoch()  # view redraws may sync: once per epoch, outside the step
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    with _syncs_raise(device):
         for batch in batches:
             loss = total(model.loss(batch))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(loss)
 
 
 @pytest.mark.parametrize("model_name", TRAINED_MODELS)
-def test_a_seeded_run_repeats_on_the_device(lastfm, model_name):
+def test_a_seeded_run_repeats_on_the_device(lastfm, device, model_name):
     """The same seed gives the same losses, parameters and metrics, bit for bit, after three
     steps at a batch of 2,048 and an evaluation: no kernel of the step sums in an order that
     changes from run to run (CUDA's atomics; torch's deterministic mode is not set)."""
-    first, second = (seeded_steps(model_name, lastfm, "cuda") for _ in range(2))
+    first, second = (seeded_steps(model_name, lastfm, device) for _ in range(2))
     assert torch.equal(first[0], second[0]), f"losses {first[0]} then {second[0]}"
     differ = [n for n, p in first[1].items() if not torch.equal(p, second[1][n])]
     assert not differ, f"parameters differ: {differ}"
     assert first[2] == second[2]
 
 
-def test_device_sampler_on_the_device(tiny_dataset_dir, hydra_conf):
-    _, sampler, data = _model_and_batches("lightgcn", tiny_dataset_dir, k=3)
-    dense = torch.from_numpy(data.train.toarray() > 0).cuda()
+def test_device_sampler_on_the_device(tiny_dataset_dir, hydra_conf, device):
+    _, sampler, data = _model_and_batches("lightgcn", tiny_dataset_dir, device, k=3)
+    dense = torch.from_numpy(data.train.toarray() > 0).to(device)
     for batch in sampler.epoch():
-        assert batch.neg.is_cuda and batch.neg.shape == (batch.users.numel(), 3)
+        assert batch.neg.device.type == device and batch.neg.shape == (batch.users.numel(), 3)
         assert not dense[batch.users[:, None], batch.neg].any()
         assert dense[batch.users, batch.pos].all()
 
 
-def test_tiled_logsumexp_on_the_device():
+def test_tiled_logsumexp_on_the_device(device):
     from sslrec.losses.tiled import tiled_logsumexp
 
     torch.manual_seed(0)
-    a = torch.randn(300, 16, device="cuda", dtype=torch.float64, requires_grad=True)
-    c = torch.randn(1000, 16, device="cuda", dtype=torch.float64, requires_grad=True)
+    a = torch.randn(300, 16, device=device, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(1000, 16, device=device, dtype=torch.float64, requires_grad=True)
     got = tiled_logsumexp(a, c, tile=128)
     ref = torch.logsumexp(a @ c.T, 1)
     torch.testing.assert_close(got, ref)
@@ -110,6 +139,7 @@ def test_tiled_logsumexp_on_the_device():
         torch.testing.assert_close(x, y)
 
 
+@pytest.mark.skipif(not CUDA, reason="needs CUDA (a run in its own process cannot be emulated)")
 def test_a_short_run_on_the_device(tmp_path, tiny_dataset_dir):
     import json
     import subprocess
