@@ -40,6 +40,7 @@ import traceback
 import torch
 
 from sslrec.data.dataset import benchmark_data_root
+from sslrec.devices import synchronize
 
 MODELS = {
     "lightgcn": ["model=lightgcn"],
@@ -49,11 +50,6 @@ MODELS = {
 }
 DETERMINISTIC = {"lightgcn", "sgl-ed"}  # no random draw inside a step
 WARMUP = 3
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class Run:
@@ -99,12 +95,12 @@ class Run:
         self.sums = values if self.sums is None else self.sums.add_(values)
 
     def eager(self, batches: list, device: torch.device) -> float:
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         for batch in batches:
             self.optimizer.zero_grad(set_to_none=True)
             self.body(batch)
-        _sync(device)
+        synchronize(device)
         return (time.perf_counter() - t0) / len(batches)
 
     def graphed(self, warm: list, batches: list, device: torch.device) -> float:
@@ -130,12 +126,12 @@ class Run:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
             self.body(static)
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         for batch in batches:
             load(batch)
             graph.replay()
-        _sync(device)
+        synchronize(device)
         return (time.perf_counter() - t0) / len(batches)
 
 

@@ -45,6 +45,7 @@ import time
 import torch
 
 from sslrec.data.dataset import benchmark_data_root
+from sslrec.devices import synchronize
 from sslrec.gemm import cpu_gemm_backend, cpu_name
 
 # name -> (model, overrides)
@@ -82,11 +83,6 @@ for _name in ("simgcl", "xsimgcl"):
 for _name in ("sgl-ed", "lightgcl", "ncl"):
     VARIANTS[f"{_name}-mkl"] = VARIANTS[f"{_name}-onednn"] = VARIANTS[_name]
 DEFAULT = ["propagation", "lightgcn", "sgl-ed", "sgl-ed-block", "simgcl", "xsimgcl"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _peak_rss_mb() -> float:
@@ -162,7 +158,7 @@ def _build(args: argparse.Namespace, name: str, data, device: torch.device):
 
     t0 = time.perf_counter()
     model.start_epoch()
-    _sync(device)
+    synchronize(device)
     return step, time.perf_counter() - t0, sampler, model, cfg
 
 
@@ -185,10 +181,10 @@ def child(args: argparse.Namespace) -> dict:
     steps = []
     batches = iter(sampler.epoch())
     for k, batch in enumerate(batches):
-        _sync(device)
+        synchronize(device)
         t0 = time.perf_counter()
         step(batch)
-        _sync(device)
+        synchronize(device)
         if k > 0:  # the first step is a warm-up
             steps.append(time.perf_counter() - t0)
         if len(steps) == args.batches:
@@ -199,7 +195,7 @@ def child(args: argparse.Namespace) -> dict:
         with profile() as prof:
             for _, batch in zip(range(args.profile), batches, strict=False):
                 step(batch)
-            _sync(device)
+            synchronize(device)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
     median = statistics.median(steps)
     out.update(
@@ -219,10 +215,10 @@ def child(args: argparse.Namespace) -> dict:
                 TrainerConfig(batch_size=cfg.trainer.batch_size, lr=cfg.trainer.lr),
                 tmp,
             )
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             trainer.train_epoch(1)
-            _sync(device)
+            synchronize(device)
             out["full_epoch_s"] = time.perf_counter() - t0
     out["peak_rss_mb"] = _peak_rss_mb()
     if device.type == "cuda":
@@ -255,10 +251,10 @@ def paired(args: argparse.Namespace) -> None:
         for name in names[shift:] + names[:shift]:
             step, batches = runs[name]
             batch = next(batches)
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             step(batch)
-            _sync(device)
+            synchronize(device)
             times[name].append(time.perf_counter() - t0)
     threads = args.threads or torch.get_num_threads()
     print(

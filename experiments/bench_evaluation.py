@@ -37,6 +37,7 @@ import torch
 
 from sslrec.data import DatasetSpec, load_dataset
 from sslrec.data.dataset import benchmark_data_root
+from sslrec.devices import synchronize
 from sslrec.evaluation import Evaluator
 from sslrec.gemm import BACKENDS, cpu_gemm, cpu_gemm_backend, cpu_name
 
@@ -45,11 +46,6 @@ MODELS = ("embeddings", "lightgcn", "neumf")
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_one(args: argparse.Namespace, model_name: str) -> dict:
@@ -116,11 +112,11 @@ def bench_one(args: argparse.Namespace, model_name: str) -> dict:
     for _ in range(args.repeats):  # variants interleaved: a noisy machine hits them alike
         for variant in grid:
             configure(variant)
-            _sync(device)
+            synchronize(device)
             t0 = time.perf_counter()
             with cpu_gemm(variant[3]):
                 metrics[variant] = evaluate()
-            _sync(device)
+            synchronize(device)
             times[variant].append(time.perf_counter() - t0)
     first = grid[0]
     variants = {

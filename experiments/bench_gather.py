@@ -25,7 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from sslrec.devices import KernelCounter, accelerator_paths
+from sslrec.devices import KernelCounter, accelerator_paths, synchronize
 from sslrec.models.base import _scores
 
 
@@ -33,11 +33,6 @@ def _iteration(users, pos, neg, user_table, item_table, join: bool) -> None:
     u = F.embedding(users, user_table)
     _, _, pos_scores, neg_scores = _scores(u, item_table, pos, neg, join)
     F.softplus(neg_scores - pos_scores).mean().backward()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _kernels(run, device: torch.device) -> int:
@@ -50,7 +45,7 @@ def _kernels(run, device: torch.device) -> int:
 
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         run()
-        _sync(device)
+        synchronize(device)
     return sum(1 for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA)
 
 
@@ -85,11 +80,11 @@ def main() -> None:
             )
         for r in range(args.rounds):
             for name in list(forms)[r % 2 :] + list(forms)[: r % 2]:  # alternate who goes first
-                _sync(device)
+                synchronize(device)
                 t0 = time.perf_counter()
                 for _ in range(args.iters):
                     _iteration(users, pos, neg, user_table, item_table, forms[name])
-                _sync(device)
+                synchronize(device)
                 times[name].append((time.perf_counter() - t0) / args.iters)
     ids = args.batch * (1 + args.negatives)
     what = "CUDA kernels" if device.type == "cuda" else "aten ops"

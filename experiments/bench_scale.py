@@ -253,6 +253,7 @@ def child(args: argparse.Namespace) -> dict:
     from sslrec.__main__ import config_dir
     from sslrec.config import TrainerConfig
     from sslrec.data import DatasetSpec, Interactions, load_dataset, split_validation
+    from sslrec.devices import synchronize
     from sslrec.losses import total
     from sslrec.train.trainer import make_optimizer, make_sampler
 
@@ -277,11 +278,11 @@ def child(args: argparse.Namespace) -> dict:
     build_adjacency = factory.normalized_adjacency
 
     def timed_adjacency(*a, **kw):
-        _sync(device)
+        synchronize(device)
         mark("adjacency inputs")
         t0 = time.perf_counter()
         adj = build_adjacency(*a, **kw)
-        _sync(device)
+        synchronize(device)
         timings["adjacency_s"] = time.perf_counter() - t0
         mark("adjacency")
         return adj
@@ -299,20 +300,20 @@ def child(args: argparse.Namespace) -> dict:
     mark("optimizer")
     sampler = make_sampler(data, tcfg, 0, device)
     mark("sampler")
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     model.start_epoch()
-    _sync(device)
+    synchronize(device)
     timings["start_epoch_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     batches = sampler.epoch()
     batch = next(batches)  # k = 1: the whole epoch's users, positives and negatives
-    _sync(device)
+    synchronize(device)
     timings["epoch_draw_s"] = time.perf_counter() - t0
     mark("epoch draw")
     walls, cpus = [], []
     for k in range(args.steps + 1):
-        _sync(device)
+        synchronize(device)
         t0, c0 = time.perf_counter(), time.process_time()
         loss = total(model.loss(batch.to(device)))
         if k == 0:
@@ -320,7 +321,7 @@ def child(args: argparse.Namespace) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        _sync(device)
+        synchronize(device)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         if k == 0:  # the warm-up step (Adam's state is allocated here)
             mark("first step")
@@ -358,13 +359,6 @@ def child(args: argparse.Namespace) -> dict:
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         out["gpu"] = torch.cuda.get_device_name(device)
     return out
-
-
-def _sync(device) -> None:
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.synchronize(device)
 
 
 # -- the parent ----------------------------------------------------------------------------

@@ -41,6 +41,14 @@ def accelerator_paths() -> Iterator[None]:
         _LOCAL.emulate = before
 
 
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the work queued on ``device`` (CUDA; nothing to wait for on the CPU), so that a
+    benchmark's clock reads what ran, not what was issued."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 #: aten ops that make views: they launch no kernel on a GPU
 VIEW_OPS = frozenset(
     {
