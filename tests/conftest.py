@@ -79,13 +79,21 @@ TRAINED_MODELS = (
 )  # fmt: skip
 
 
+def device_sampler(model, data, batch_size: int, device: str, k: int = 1):
+    """The device sampler (seed 0) of ``model`` on ``data``: ``k`` negatives per positive, or
+    the model's own ``required_negatives`` (MixGCF draws its ``n_negs``)."""
+    from sslrec.data.device_sampling import DeviceSampler
+
+    k = getattr(model, "required_negatives", None) or k
+    return DeviceSampler(data.train, batch_size, seed=0, num_negatives=k, device=device)
+
+
 def seeded_steps(model_name: str, data, device: str, steps: int = 3, batch_size: int = 2048):
     """``(losses [steps], parameters, validation metrics)`` after ``steps`` steps of
     ``model_name`` (its config's defaults) from seed 0 with the device sampler on ``device``:
     what a seeded run's first steps and evaluation compute there."""
     import torch
 
-    from sslrec.data.device_sampling import DeviceSampler
     from sslrec.evaluation import Evaluator
     from sslrec.factory import build_model
     from sslrec.losses import total
@@ -96,8 +104,7 @@ def seeded_steps(model_name: str, data, device: str, steps: int = 3, batch_size:
     cfg = compose_quiet(f"model={model_name}")
     seed_everything(0)
     model = build_model(cfg.model, data, torch.device(device))
-    k = getattr(model, "required_negatives", None) or 1  # MixGCF draws its own n_negs
-    sampler = DeviceSampler(data.train, batch_size, seed=0, num_negatives=k, device=device)
+    sampler = device_sampler(model, data, batch_size, device)
     opt = make_optimizer(model, TrainerConfig())
     model.train()
     model.start_epoch()

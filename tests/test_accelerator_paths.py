@@ -20,7 +20,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from sslrec.devices import KernelCounter, accelerator_paths, host_paths
-from tests.conftest import TRAINED_MODELS, compose_quiet
+from tests.conftest import TRAINED_MODELS, compose_quiet, device_sampler
 
 aten = torch.ops.aten
 
@@ -182,11 +182,7 @@ def _model(name: str, overrides: tuple[str, ...] = (), *, data):
 
 
 def _batches(model, data, n: int = 2, batch_size: int = 512):
-    from sslrec.data.device_sampling import DeviceSampler
-
-    k = getattr(model, "required_negatives", None) or 1
-    sampler = DeviceSampler(data.train, batch_size, seed=0, num_negatives=k, device="cpu")
-    return list(sampler.epoch())[:n]
+    return list(device_sampler(model, data, batch_size, "cpu").epoch())[:n]
 
 
 def _step_grads(model, batch, seed: int) -> tuple[dict[str, float], dict[str, torch.Tensor]]:

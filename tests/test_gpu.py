@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from sslrec.devices import accelerator_paths
-from tests.conftest import TRAINED_MODELS, seeded_steps
+from tests.conftest import TRAINED_MODELS, device_sampler, seeded_steps
 
 CUDA = torch.cuda.is_available()
 
@@ -47,7 +47,6 @@ def _syncs_raise(device: str) -> Iterator[None]:
 
 def _model_and_batches(model_name: str, tiny_dataset_dir, device: str, k: int = 1):
     from sslrec.data import DatasetSpec
-    from sslrec.data.device_sampling import DeviceSampler
     from sslrec.factory import build_model
     from sslrec.run import load_data
     from tests.conftest import compose_run_config
@@ -56,9 +55,7 @@ def _model_and_batches(model_name: str, tiny_dataset_dir, device: str, k: int = 
     data = load_data(DatasetSpec(name="tiny", path=str(tiny_dataset_dir)), "validation")
     torch.manual_seed(0)
     model = build_model(cfg.model, data, torch.device(device))
-    k = getattr(model, "required_negatives", None) or k  # MixGCF draws from its own n_negs
-    sampler = DeviceSampler(data.train, 32, seed=0, num_negatives=k, device=device)
-    return model, sampler, data
+    return model, device_sampler(model, data, 32, device, k), data
 
 
 @pytest.mark.parametrize("model_name", TRAINED_MODELS)
@@ -73,14 +70,12 @@ def test_a_full_size_step_never_syncs_the_host(lastfm, device, model_name):
     """The same at yelp2018's batch of 2,048 on lastfm: CUDA picks some kernels by size (an
     embedding's backward sorts its ids past 3,072 of them, with cub's scans), which the tiny
     graph's batches of 32 never reach."""
-    from sslrec.data.device_sampling import DeviceSampler
     from sslrec.factory import build_model
     from tests.conftest import compose_quiet
 
     torch.manual_seed(0)
     model = build_model(compose_quiet(f"model={model_name}").model, lastfm, torch.device(device))
-    k = getattr(model, "required_negatives", None) or 1
-    sampler = DeviceSampler(lastfm.train, 2048, seed=0, num_negatives=k, device=device)
+    sampler = device_sampler(model, lastfm, 2048, device)
     batches = [b for b, _ in zip(sampler.epoch(), range(2), strict=False)]
     assert batches[0].users.numel() == 2048
     _steps_without_syncs(model, batches, device)
