@@ -51,6 +51,8 @@ import tarfile
 import time
 from pathlib import Path, PurePosixPath
 
+from sslrec.io import read_jsonl
+
 # experiment -> published (Recall@20, NDCG@20) on the LightGCN/SGL splits, or None
 PUBLISHED = {
     "lightgcn_yelp2018": (0.0649, 0.0530),
@@ -153,17 +155,10 @@ def load_timings(paths: list[Path]) -> dict[str, float]:
     ``epoch_estimate_s``, over ``batches_per_epoch``); the median where a variant ran more than
     once. Lines that are not such rows (the table, the tests' output) are skipped."""
     per_batch: dict[str, list[float]] = {}
-    for path in paths:
-        for line in path.read_text(errors="replace").splitlines():
-            if not line.startswith("{"):
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            epoch = row.get("full_epoch_s", row.get("epoch_estimate_s"))
-            if "variant" in row and epoch and row.get("batches_per_epoch"):
-                per_batch.setdefault(row["variant"], []).append(epoch / row["batches_per_epoch"])
+    for row in (row for path in paths for row in read_jsonl(path)):
+        epoch = row.get("full_epoch_s", row.get("epoch_estimate_s"))
+        if "variant" in row and epoch and row.get("batches_per_epoch"):
+            per_batch.setdefault(row["variant"], []).append(epoch / row["batches_per_epoch"])
     return {variant: statistics.median(v) for variant, v in per_batch.items()}
 
 
@@ -196,16 +191,8 @@ def estimate(experiment: str, done_epochs: int, timings: dict[str, float]) -> fl
 def epochs_done(folder: Path) -> int:
     """The last epoch recorded in ``folder/metrics.jsonl`` (0 without one): where a resume
     starts from."""
-    path = folder / "metrics.jsonl"
-    if not path.is_file():
-        return 0
-    last = 0
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            last = max(last, int(json.loads(line).get("epoch", 0)))
-        except (json.JSONDecodeError, TypeError, ValueError, AttributeError):
-            continue
-    return last
+    epochs = (row.get("epoch") for row in read_jsonl(folder / "metrics.jsonl"))
+    return max((e for e in epochs if isinstance(e, int)), default=0)
 
 
 def run_name(experiment: str, protocol: str, seed: int) -> str:
